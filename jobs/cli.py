@@ -1,0 +1,43 @@
+"""The `curate` command line: parses arguments and calls the job entrypoints.
+
+Each command group lives in its own `jobs/*_cli.py` module with a `register(app)`
+function, and imports its heavy dependencies (Ray, torch, vLLM) only when run, so
+`curate --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from curation.errors import UserError
+
+COMMAND_MODULES = (
+    "jobs.build_cli",
+    "jobs.teacher_cli",
+    "jobs.stats_cli",
+    "jobs.train_cli",
+    "jobs.diagnose_cli",
+)
+
+app = typer.Typer(
+    name="curate",
+    help="Build, measure and train on the data regimes of the benchmark-shadows paper.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for module_name in COMMAND_MODULES:
+    importlib.import_module(module_name).register(app)
+
+
+def main() -> None:
+    """Entry point: user errors end with one line on stderr and exit code 2."""
+    try:
+        app()
+    except UserError as error:
+        print(f"curate: error: {error}", file=sys.stderr)
+        sys.exit(2)
