@@ -1,0 +1,54 @@
+"""The same training loop on Ray Train: TorchTrainer starts the workers and their process group.
+
+Each worker runs `trainer.train.train` unchanged; it finds the process group Ray made and
+wraps the model in DDP. Rank 0 writes the run folder itself (checkpoints, log), so on a
+cluster `--output` must be a folder every node sees (a shared file system). Ray Train's own
+checkpoint upload is not used: our checkpoints already are the durable state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from trainer.config import TrainConfig
+from trainer.train import TrainResult
+
+
+def _worker_loop(loop_config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    from trainer.train import train
+
+    result = train(
+        TrainConfig(**loop_config["config"]),
+        loop_config["data"],
+        loop_config["output"],
+        resume=loop_config["resume"],
+        device=ray.train.torch.get_device(),
+    )
+    ray.train.report(dataclasses.asdict(result))
+
+
+def train_on_ray(
+    config: TrainConfig, data: str, output: str | Path, resume: bool, workers: int, gpus_per_worker: float
+) -> TrainResult:
+    """Run `train()` on `workers` Ray Train workers (DDP) and return rank 0's result."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    output = Path(output).resolve()
+    if "://" not in data:
+        data = str(Path(data).resolve())
+    resources = {"GPU": gpus_per_worker} if gpus_per_worker > 0 else {"CPU": 1}
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={"config": dataclasses.asdict(config), "data": data, "output": str(output),
+                           "resume": resume},
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
+                                     resources_per_worker=resources),
+        run_config=RunConfig(name=f"curate-train-{output.name}", storage_path=str(output / "ray")),
+    )
+    metrics = trainer.fit().metrics
+    return TrainResult(**metrics)
