@@ -1,0 +1,145 @@
+"""The coverage-statistics stage: one Ray task per shard, partials merged into `OUT/stats.json`.
+
+Shards are discovered by listing `OUT/phase-*/shard-*.arrow` (the manifest is written after
+this stage). Each task reads one shard and returns a `CoveragePartial`; partials merge
+exactly, so `stats.json` is the same whatever order the tasks finish in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import fsspec
+import pyarrow as pa
+
+from curation.manifest import read_json, write_json_atomic
+from curation.shards import read_shard
+from curation.stats import CoveragePartial, finalize, merge_count_tables, merge_partials, table_partial, table_unigrams
+
+STATS_NAME = "stats.json"
+STATS_FORMAT_VERSION = 1
+_SHARD_PATH = re.compile(r"^(phase-\d+)/shard-\d+\.arrow$")
+# Columns a VL record can carry its prompt text in (see curation/vl.py); "record" holds a whole
+# record as JSON.
+_VL_COLUMNS = ("conversations", "messages", "record", "system", "user", "caption", "metadata", "ocr")
+_NOT_RECORD_COLUMNS = ("id", "text", "input_ids", "copy_index", "rewrite_status")
+
+
+def discover_phases(out: str) -> dict[str, list[str]]:
+    """{phase name: shard paths relative to `out`}, sorted, from the files on disk."""
+    fs, base = fsspec.core.url_to_fs(out)
+    base = base.rstrip("/")
+    phases: dict[str, list[str]] = {}
+    for path in sorted(fs.glob(f"{base}/phase-*/shard-*.arrow")):
+        relpath = path[len(base) + 1 :] if path.startswith(base) else "/".join(path.split("/")[-2:])
+        match = _SHARD_PATH.match(relpath)
+        if match:
+            phases.setdefault(match.group(1), []).append(relpath)
+    return phases
+
+
+def _vl_records(table: pa.Table) -> list[dict] | None:
+    if not any(name in table.column_names for name in _VL_COLUMNS):
+        return None
+    if "record" in table.column_names and pa.types.is_string(table.schema.field("record").type):
+        return [json.loads(value) if value else {} for value in table.column("record").to_pylist()]
+    keep = [name for name in table.column_names if name not in _NOT_RECORD_COLUMNS]
+    return table.select(keep).to_pylist()
+
+
+def prompt_duplication(table: pa.Table) -> tuple[int, int, int, int] | None:
+    """(VL records, prompt segments, segments duplicated across fields, records with any)."""
+    records = _vl_records(table)
+    if records is None:
+        return None
+    from curation.vl import ShapeError, get_text, parse_vl_record
+    from dedup.prompt_dedup import PromptDedupConfig, dedup_texts
+
+    config = PromptDedupConfig()
+    measured = [0, 0, 0, 0]
+    for record in records:
+        try:
+            _, slots = parse_vl_record({k: v for k, v in record.items() if v is not None})
+        except ShapeError:
+            continue
+        texts = [(slot.field, get_text(record, slot.path)) for slot in slots if not slot.protected]
+        _, stats = dedup_texts(texts, config)
+        measured[0] += 1
+        measured[1] += stats.prompt.segments
+        measured[2] += stats.prompt.duplicate_segments
+        measured[3] += int(stats.prompt.duplicate_segments > 0)
+    return tuple(measured) if measured[0] else None
+
+
+def shard_partial(root: str, relpath: str) -> CoveragePartial:
+    """The partial of one shard, read whole (shards are written to fit in memory)."""
+    fs, base = fsspec.core.url_to_fs(root)
+    table = read_shard(root, relpath)
+    partial = table_partial(table, prompt_duplication)
+    partial.shard_bytes = int(fs.size(f"{base.rstrip('/')}/{relpath}"))
+    return partial
+
+
+def shard_unigrams(root: str, relpath: str) -> tuple:
+    return table_unigrams(read_shard(root, relpath))
+
+
+def _on_ray(function, root: str, relpaths: list[str]) -> list:
+    """`function(root, relpath)` for every shard as one Ray task each, results in `relpaths` order."""
+    import ray
+
+    task = ray.remote(num_cpus=1)(function)
+    return ray.get([task.remote(root, relpath) for relpath in relpaths])
+
+
+def _near_duplicate_rate(dedup: dict) -> float | None:
+    """Near duplicates removed among the documents that reached near de-duplication."""
+    near = dedup.get("near_duplicates")
+    kept = dedup.get("kept")
+    if near is None or kept is None or near + kept == 0:
+        return None
+    return near / (near + kept)
+
+
+def compute_build_stats(
+    out: str, dedup: dict, reference: str | None = None, phases: dict[str, list[str]] | None = None
+) -> dict:
+    """Coverage statistics of the build in `out` (see `write_build_stats`), without writing them."""
+    phases = discover_phases(out) if phases is None else phases
+    relpaths = [path for name in sorted(phases) for path in phases[name]]
+    by_path = dict(zip(relpaths, _on_ray(shard_partial, out, relpaths)))
+    phase_partials = {name: merge_partials(by_path[p] for p in phases[name]) for name in sorted(phases)}
+    overall = merge_partials(phase_partials.values())
+    if reference is None:
+        reference_unigrams = overall.unigrams
+    else:
+        reference_paths = [p for paths in discover_phases(reference).values() for p in paths]
+        reference_unigrams = merge_count_tables(_on_ray(shard_unigrams, reference, reference_paths))
+    near_rate = _near_duplicate_rate(dedup)
+    return {
+        "format_version": STATS_FORMAT_VERSION,
+        "reference": None if reference is None else os.path.basename(os.path.normpath(reference)),
+        "dedup": dedup,
+        "overall": finalize(overall, reference_unigrams, near_rate),
+        "phases": {name: finalize(partial, reference_unigrams) for name, partial in phase_partials.items()},
+    }
+
+
+def write_build_stats(
+    out: str, dedup: dict, reference: str | None = None, phases: dict[str, list[str]] | None = None
+) -> dict:
+    """Compute the coverage statistics of the build in `out`, write `out/stats.json`, return them.
+
+    `reference` is the build whose unigram ranking defines tail mass and which the
+    Jensen-Shannon divergence compares against (None: the build itself). `phases` names the
+    shards per phase; None lists `out/phase-*/shard-*.arrow`.
+    """
+    stats = compute_build_stats(out, dedup, reference, phases)
+    write_json_atomic(out, STATS_NAME, stats)
+    return stats
+
+
+def read_build_stats(out: str) -> dict:
+    return read_json(out, STATS_NAME)

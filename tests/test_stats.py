@@ -1,0 +1,186 @@
+"""Coverage statistics: they separate the regimes, merge exactly, and survive missing columns."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from datasketch import HyperLogLogPlusPlus
+from typer.testing import CliRunner
+
+from curation.manifest import canonical_json, read_json
+from curation.shards import write_shard
+from curation.stats import (
+    CoveragePartial,
+    Moments,
+    finalize,
+    hll_count,
+    hll_registers,
+    merge_partials,
+    mix64,
+    table_partial,
+)
+from curation.vl import encode_record
+from dedup.prompt_dedup import PromptDedupConfig, dedup_record
+from jobs.stats_job import discover_phases, prompt_duplication, shard_partial
+from stats_builds import stats_builds  # noqa: F401  (the shared fixture)
+from vl_samples import FLAT, LLAVA, MESSAGES_PARTS
+
+REQUIRED_KEYS = (
+    "documents", "tokens", "bytes", "exact_duplicate_rate", "near_duplicate_rate", "effective_distinct_documents",
+    "distinct_ngrams", "hapax_ratio_8", "unigram_entropy", "zipf_slope", "tail_mass", "code_share",
+    "code_languages", "code_language_entropy", "languages", "compression_ratio_mean",
+)  # fmt: skip
+
+
+def test_stats_json_layout_and_required_keys(stats_builds):
+    for folder, stats in stats_builds.values():
+        assert read_json(folder, "stats.json") == stats
+        assert sorted(stats["phases"]) == ["phase-1", "phase-2"]
+        for values in [stats["overall"], *stats["phases"].values()]:
+            missing = [key for key in REQUIRED_KEYS if key not in values]
+            assert not missing
+            assert sorted(values["distinct_ngrams"]) == ["1", "2", "4", "8"]
+        assert stats["dedup"]["near"]["candidate_pairs"] == 7
+        assert stats["overall"]["near_duplicate_rate"] == pytest.approx(3 / 303)
+
+
+def test_repetition_regime_c_shows_in_phase_one(stats_builds):
+    a = stats_builds["A"][1]["phases"]
+    c = stats_builds["C"][1]["phases"]
+    assert a["phase-1"]["exact_duplicate_rate"] == 0.0
+    assert c["phase-1"]["exact_duplicate_rate"] == pytest.approx(0.9, abs=0.01)
+    assert c["phase-1"]["cluster_size_histogram"] == {"10": 18}
+    assert c["phase-1"]["effective_distinct_documents"] == pytest.approx(18)
+    ratio = c["phase-1"]["distinct_ngrams"]["8"] / a["phase-1"]["distinct_ngrams"]["8"]
+    assert 0.06 < ratio < 0.15
+    assert c["phase-1"]["hapax_ratio_8"] == 0.0 < a["phase-1"]["hapax_ratio_8"]
+    assert c["phase-2"]["distinct_ngrams"] == a["phase-2"]["distinct_ngrams"], "phase 2 is A's"
+
+
+def test_simplified_words_regime_d_lowers_tail_mass_and_entropy(stats_builds):
+    a = stats_builds["A"][1]
+    d = stats_builds["D"][1]
+    assert d["reference"] == "A" and a["reference"] is None
+    assert d["phases"]["phase-1"]["tail_mass"] < 0.6 * a["phases"]["phase-1"]["tail_mass"]
+    assert d["phases"]["phase-1"]["unigram_entropy"] < a["phases"]["phase-1"]["unigram_entropy"] - 0.5
+    assert d["phases"]["phase-1"]["js_divergence"] > 5 * a["phases"]["phase-1"]["js_divergence"]
+    assert a["overall"]["js_divergence"] == 0.0, "A is its own reference"
+    assert d["phases"]["phase-1"]["rewrite_status"] == {"rewritten": 180}
+
+
+def test_code_converted_to_one_language_has_entropy_near_zero(stats_builds):
+    a = stats_builds["A"][1]["phases"]["phase-1"]
+    d = stats_builds["D"][1]["phases"]["phase-1"]
+    assert a["code_languages"] == {name: 3 for name in ("c", "java", "javascript", "perl", "python", "shell")}
+    assert a["code_language_entropy"] == pytest.approx(np.log2(6))
+    assert d["code_languages"] == {"javascript": 18}
+    assert d["code_language_entropy"] == 0.0
+    assert a["code_share"] == pytest.approx(0.1)
+    assert a["languages"] == {"en": 162, "zh": 18}
+
+
+def test_merging_partials_in_any_order_gives_identical_numbers(stats_builds):
+    folder = stats_builds["C"][0]
+    partials = [shard_partial(folder, path) for paths in discover_phases(folder).values() for path in paths]
+    expected = canonical_json(finalize(merge_partials(partials)))
+    for order in itertools.permutations(range(len(partials))):
+        assert canonical_json(finalize(merge_partials(partials[i] for i in order))) == expected
+    tree = merge_partials([merge_partials(partials[2:]), merge_partials(partials[:2])])
+    assert canonical_json(finalize(tree)) == expected
+
+
+def test_moments_merge_exactly_whatever_the_grouping():
+    values = np.random.default_rng(0).lognormal(size=1000)
+    pieces = [Moments.of(chunk) for chunk in np.array_split(values, 7)]
+    merged = [Moments(), *pieces]
+    results = set()
+    for _ in range(10):
+        random.Random(len(results)).shuffle(merged)
+        total = Moments()
+        for piece in merged:
+            total = total.merge(piece)
+        results.add((total.count, total.mean, total.m2))
+    assert len(results) == 1
+    mean, std = total.summary()
+    assert mean == pytest.approx(values.mean(), rel=1e-12) and std == pytest.approx(values.std(), rel=1e-9)
+
+
+def test_hll_registers_match_datasketch_and_estimate_well():
+    hashes = mix64(np.arange(50_000, dtype=np.uint64))
+    sketch = HyperLogLogPlusPlus(p=14, hashfunc=lambda value: value)
+    for value in hashes[:3000].tolist():
+        sketch.update(value)
+    assert np.array_equal(hll_registers(hashes[:3000]), sketch.reg)
+    assert hll_count(hll_registers(hashes)) == pytest.approx(50_000, rel=0.03)
+    assert hll_count(np.maximum(hll_registers(hashes[:30_000]), hll_registers(hashes[20_000:]))) == pytest.approx(
+        50_000, rel=0.03
+    )
+
+
+def _vl_table(records: list[dict]) -> pa.Table:
+    return pa.table(
+        {"id": [f"r{i}" for i in range(len(records))], "record": [encode_record(r)[0] for r in records]}
+    )
+
+
+def test_vl_prompt_duplication_share_drops_after_prompt_dedup():
+    records = [LLAVA, MESSAGES_PARTS, FLAT] * 3
+    before = finalize(table_partial(_vl_table(records), prompt_duplication))
+    deduplicated = [dedup_record(r, PromptDedupConfig())[0] for r in records]
+    after = finalize(table_partial(_vl_table(deduplicated), prompt_duplication))
+    assert before["prompt_records"] == after["prompt_records"] == 9
+    assert before["prompt_duplication_share"] > 0.2
+    assert before["prompt_records_with_duplicates"] == 9
+    assert after["prompt_duplication_share"] == 0.0
+    assert after["prompt_records_with_duplicates"] == 0
+    assert before["documents"] == 9 and before["tokens"] is None and before["distinct_ngrams"] == {}
+
+
+def test_missing_columns_give_nulls_not_crashes():
+    only_ids = finalize(table_partial(pa.table({"id": ["a", "b"]}), prompt_duplication))
+    assert only_ids["documents"] == 2
+    for key in ("tokens", "bytes", "exact_duplicate_rate", "unigram_entropy", "tail_mass", "code_share"):
+        assert only_ids[key] is None, key
+    tokens_only = pa.table({"id": ["a", "b"], "input_ids": pa.array([[5, 6, 7, 5, 6, 7], [5, 6, 7]], pa.list_(pa.int32()))})
+    stats = finalize(table_partial(tokens_only))
+    assert stats["tokens"] == 9 and stats["bytes"] is None and stats["code_share"] is None
+    assert stats["distinct_ngrams"]["1"] == 3 and stats["distinct_ngrams"]["2"] == 3
+    assert stats["exact_duplicate_rate"] == 0.0
+    assert json.loads(canonical_json(finalize(CoveragePartial())))["documents"] == 0
+
+
+def test_untokenized_text_falls_back_to_words():
+    table = pa.table({"id": ["a", "b", "c"], "text": ["the cat sat", "the cat sat", "a dog ran far"]})
+    stats = finalize(table_partial(table))
+    assert stats["ngram_unit"] == "word"
+    assert stats["exact_duplicate_rate"] == pytest.approx(1 / 3)
+    assert stats["distinct_ngrams"]["1"] == 7
+    assert stats["cluster_size_histogram"] == {"1": 1, "2": 1}
+
+
+def test_source_field_slices_sizes(stats_builds):
+    by_source = stats_builds["A"][1]["overall"]["by_source"]
+    assert by_source["code"]["documents"] == 36 and by_source["prose"]["documents"] == 324
+    overall = stats_builds["A"][1]["overall"]
+    assert by_source["code"]["tokens"] + by_source["prose"]["tokens"] == overall["tokens"]
+
+
+def test_stats_command_prints_and_recomputes(stats_builds, tmp_path):
+    from jobs.cli import app
+
+    folder, stats = stats_builds["D"]
+    runner = CliRunner()
+    printed = runner.invoke(app, ["stats", folder])
+    assert printed.exit_code == 0, printed.output
+    assert json.loads(printed.output) == stats
+    recomputed = runner.invoke(app, ["stats", folder, "--recompute", "--reference", stats_builds["A"][0]])
+    assert recomputed.exit_code == 0, recomputed.output
+    assert json.loads(recomputed.output) == stats
+    write_shard(pa.table({"id": ["x"]}), str(tmp_path), "phase-1/shard-00000.arrow")
+    incomplete = runner.invoke(app, ["stats", str(tmp_path)])
+    assert incomplete.exit_code != 0 and "not a complete curate build" in str(incomplete.exception)
