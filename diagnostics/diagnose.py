@@ -1,0 +1,65 @@
+"""`curate diagnose`: analyse checkpoints and write matrices.jsonl, summary.json and report.html."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+from curation.errors import UserError
+from curation.manifest import write_json_atomic
+from diagnostics.analysis import Baseline, MatrixLimits, analyse_checkpoint
+from diagnostics.checkpoints import resolve_checkpoints
+from diagnostics.report import render_report
+from diagnostics.summary import build_summary, checkpoint_summary
+
+MATRICES_FILE = "matrices.jsonl"
+SUMMARY_FILE = "summary.json"
+REPORT_FILE = "report.html"
+
+
+def _write_text_atomic(path: str, text: str) -> None:
+    temporary = f"{path}.tmp-{uuid.uuid4().hex}"
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
+
+
+def analyse(
+    checkpoints: list[str], base: str | None = None, limits: MatrixLimits = MatrixLimits()
+) -> tuple[list[dict], dict]:
+    """Per-matrix records of every checkpoint (in order) and the summary, without writing anything."""
+    resolved = resolve_checkpoints(checkpoints)
+    baseline = None
+    if base is not None:
+        bases = resolve_checkpoints([base])
+        if len(bases) != 1:
+            raise UserError(f"--base {base} must be one checkpoint, not a run with {len(bases)} checkpoints")
+        baseline = Baseline(bases[0])
+    records, skipped, summaries = [], [], []
+    for checkpoint in resolved:
+        checkpoint_records, checkpoint_skipped = analyse_checkpoint(checkpoint, limits, baseline)
+        records.extend(checkpoint_records)
+        skipped.extend(checkpoint_skipped)
+        summaries.append(
+            {"path": checkpoint.path, **checkpoint_summary(checkpoint.label, checkpoint_records, baseline is not None)}
+        )
+    return records, build_summary(summaries, skipped, base)
+
+
+def write_outputs(output: str, records: list[dict], summary: dict) -> None:
+    """matrices.jsonl, summary.json and report.html in `output`, each written atomically."""
+    os.makedirs(output, exist_ok=True)
+    lines = "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in records)
+    _write_text_atomic(os.path.join(output, MATRICES_FILE), lines)
+    write_json_atomic(output, SUMMARY_FILE, summary)
+    _write_text_atomic(os.path.join(output, REPORT_FILE), render_report(records, summary))
+
+
+def diagnose(
+    checkpoints: list[str], output: str, base: str | None = None, limits: MatrixLimits = MatrixLimits()
+) -> dict:
+    """Analyse `checkpoints` (optionally against `base`) and write the three outputs; return the summary."""
+    records, summary = analyse(checkpoints, base, limits)
+    write_outputs(output, records, summary)
+    return summary
