@@ -224,3 +224,22 @@ def decode_record(text: str, blobs: list[bytes]) -> dict:
         return value
 
     return decode(json.loads(text))
+
+
+def render_text(record: dict, slots: list[TextSlot]) -> str:
+    """All text of a record (prompt and target) in record order, one slot per line: the `text` column."""
+    return "\n".join(get_text(record, slot.path) for slot in slots)
+
+
+def read_vl_records(out: str) -> list[dict]:
+    """The records of a complete VL build, in shard order, exactly as they were written."""
+    from curation.manifest import load_manifest
+    from curation.shards import read_shard
+
+    records = []
+    for phase in load_manifest(out)["phases"]:
+        for shard in phase["shards"]:
+            table = read_shard(out, shard["path"])
+            for text, blobs in zip(table["record"].to_pylist(), table["blobs"].to_pylist()):
+                records.append(decode_record(text, blobs))
+    return records
