@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-_SAMPLE_CHARS = 6000
+_SAMPLE_CHARS = 3000
 _MIN_CODE_LINE_SHARE = 0.3
 _MIN_SCORE = 3.0
 

@@ -6,6 +6,8 @@ HyperLogLog registers under `max`, Welford moments merged in exact rationals), s
 numbers in `stats.json` do not depend on the order Ray returns partials in. Only
 `finalize` turns a partial into floats.
 
+Distinct 1-grams are counted exactly (the unigram table); longer n-grams by HyperLogLog.
+
 Units: n-grams, unigram statistics and the frequency profile count *tokens* (the
 `input_ids` column, one tokenizer per family of builds, so A, C and D compare) and fall
 back to *words* (a regular expression over `text`) for untokenized shards.
@@ -31,13 +33,14 @@ from curation.codelang import detect_code_language
 from curation.detect import detect_language
 
 NGRAM_ORDERS = (1, 2, 4, 8)
-HLL_PRECISION = 14
+HLL_PRECISION = 14  # 16384 registers, about 0.8% standard error; must stay <= 16 (datasketch's tables)
 GOOD_TURING_ORDER = 8
 # 8-grams whose hash has its top three bits zero (one in eight) are counted exactly; a
 # hash-chosen sample keeps every occurrence of a chosen n-gram, so frequency-of-frequency
 # ratios (hapax ratio, Good-Turing coverage) stay unbiased while memory stays bounded.
 GOOD_TURING_SAMPLE_SHIFT = 61
 REPEATED_NGRAM_ORDER = 4
+ASCII_LETTER = re.compile(r"[A-Za-z]")
 ZIPF_RANK_WINDOW = (10, 1000)
 TAIL_TOP_KS = (10, 100, 1000, 10000)
 TAIL_TOP_K = 1000
@@ -98,10 +101,8 @@ def ngram_hashes(units: np.ndarray, offsets: np.ndarray) -> dict[int, tuple[np.n
 
 
 def _bit_length(values: np.ndarray) -> np.ndarray:
-    """Exact bit length of uint64 values (float64 is exact below 2**32 on each half)."""
-    high = (values >> np.uint64(32)).astype(np.float64)
-    low = (values & np.uint64(0xFFFFFFFF)).astype(np.float64)
-    return np.where(high > 0, 32 + np.frexp(high)[1], np.frexp(low)[1]).astype(np.int64)
+    """Exact bit length of uint64 values below 2**53 (float64 represents them exactly)."""
+    return np.frexp(values.astype(np.float64))[1]
 
 
 def hll_registers(hashes: np.ndarray, precision: int = HLL_PRECISION) -> np.ndarray:
@@ -109,8 +110,8 @@ def hll_registers(hashes: np.ndarray, precision: int = HLL_PRECISION) -> np.ndar
     registers = np.zeros(1 << precision, dtype=np.int8)
     if len(hashes):
         index = (hashes & np.uint64((1 << precision) - 1)).astype(np.int64)
-        rank = (64 - precision) - _bit_length(hashes >> np.uint64(precision)) + 1
-        np.maximum.at(registers, index, rank.astype(np.int8))
+        rank = ((64 - precision + 1) - _bit_length(hashes >> np.uint64(precision))).astype(np.int8)
+        np.maximum.at(registers, index, rank)
     return registers
 
 
@@ -293,10 +294,19 @@ def table_units(table: pa.Table) -> tuple[np.ndarray, np.ndarray, str] | None:
     return None
 
 
+def unigram_table(units: np.ndarray, unit: str) -> tuple[np.ndarray, np.ndarray]:
+    """Count table of units; token ids are small integers, so a bincount replaces the sort."""
+    if unit != "token" or len(units) == 0:
+        return count_table(units)
+    counts = np.bincount(units.astype(np.int64))
+    keys = np.flatnonzero(counts)
+    return keys.astype(np.uint64), counts[keys].astype(np.int64)
+
+
 def table_unigrams(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     """The unigram count table of one table (what a reference build contributes)."""
     units = table_units(table)
-    return count_table(units[0]) if units is not None else count_table(np.zeros(0, np.uint64))
+    return unigram_table(units[0], units[2]) if units is not None else count_table(np.zeros(0, np.uint64))
 
 
 def _document_hashes(texts: list[str | None] | None, units: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
@@ -311,11 +321,16 @@ def _document_hashes(texts: list[str | None] | None, units: tuple[np.ndarray, np
 
 
 def _repeated_ngram_ratios(hashes: np.ndarray, document: np.ndarray, documents: int) -> np.ndarray:
-    """Per document: share of its n-gram occurrences that repeat an earlier one in the same document."""
+    """Per document: share of its n-gram occurrences that repeat an earlier one in the same document.
+
+    The document index goes into the top bits of a sort key and the n-gram hash's top bits below
+    it, so one sort (no argsort) finds the distinct n-grams of every document at once.
+    """
     totals = np.bincount(document, minlength=documents)
-    keyed = _combine(hashes, document.astype(np.uint64))
-    _, first = np.unique(keyed, return_index=True)
-    distinct = np.bincount(document[first], minlength=documents)
+    hash_bits = np.uint64(64 - max(1, documents.bit_length()))
+    keys = np.sort((document.astype(np.uint64) << hash_bits) | (hashes >> (np.uint64(64) - hash_bits)))
+    first = np.concatenate(([True], keys[1:] != keys[:-1])) if len(keys) else np.zeros(0, bool)
+    distinct = np.bincount((keys[first] >> hash_bits).astype(np.int64), minlength=documents)
     has_ngrams = totals > 0
     return 1.0 - distinct[has_ngrams] / totals[has_ngrams]
 
@@ -328,6 +343,18 @@ def _compression_ratios(texts: list[str | None]) -> np.ndarray:
             raw = text.encode("utf-8")
             ratios.append(len(raw) / len(zlib.compress(raw, COMPRESSION_LEVEL)))
     return np.array(ratios, dtype=np.float64)
+
+
+def text_language(text: str) -> str:
+    """`detect_language(text)`, answered without its per-character loop when its sample is ASCII.
+
+    On ASCII text every letter is Latin, so detect_language says "en" when there is a letter
+    and "unknown" when there is none; most English prose and code take this path.
+    """
+    sample = text[:4000]
+    if sample.isascii():
+        return "en" if ASCII_LETTER.search(sample) else "unknown"
+    return detect_language(text)
 
 
 def _per_key_sizes(keys: list, tokens: np.ndarray, text_bytes: np.ndarray) -> dict:
@@ -362,7 +389,8 @@ def table_partial(table: pa.Table, prompt_duplication=None) -> CoveragePartial:
     )
     partial.text_bytes = int(byte_counts.sum())
     if texts is not None:
-        partial.by_language = _per_key_sizes([detect_language(t or "") for t in texts], token_counts, byte_counts)
+        languages = [text_language(t or "") for t in texts]
+        partial.by_language = _per_key_sizes(languages, token_counts, byte_counts)
         code = [detect_code_language(t or "") for t in texts]
         partial.code_documents = sum(1 for language in code if language is not None)
         partial.code_languages = dict(Counter(language for language in code if language is not None))
@@ -374,8 +402,8 @@ def table_partial(table: pa.Table, prompt_duplication=None) -> CoveragePartial:
         partial.units = frozenset([unit])
         partial.document_hashes = count_table(_document_hashes(texts, (units, offsets)))
         grams = ngram_hashes(units, offsets)
-        partial.hll = {n: hll_registers(hashes) for n, (hashes, _) in grams.items()}
-        partial.unigrams = count_table(units)
+        partial.hll = {n: hll_registers(hashes) for n, (hashes, _) in grams.items() if n > 1}
+        partial.unigrams = unigram_table(units, unit)
         eight = grams[GOOD_TURING_ORDER][0]
         partial.ngram8_sample = count_table(eight[(eight >> np.uint64(GOOD_TURING_SAMPLE_SHIFT)) == 0])
         partial.repeated_ngrams = Moments.of(_repeated_ngram_ratios(*grams[REPEATED_NGRAM_ORDER], documents))
@@ -520,7 +548,10 @@ def finalize(
         }
         if has_units
         else {},
-        "distinct_ngrams": {str(n): hll_count(partial.hll[n]) for n in NGRAM_ORDERS} if has_units else {},
+        "distinct_ngrams": {"1": int(len(unigram_counts))}
+        | {str(n): hll_count(partial.hll[n]) for n in NGRAM_ORDERS if n > 1}
+        if has_units
+        else {},
         "hapax_ratio_8": _ratio(int((sample_counts == 1).sum()), len(sample_counts)),
         "good_turing_coverage_8": _round(1 - (sample_counts == 1).sum() / sample_counts.sum())
         if sample_counts.sum()

@@ -12,6 +12,8 @@ import pytest
 from datasketch import HyperLogLogPlusPlus
 from typer.testing import CliRunner
 
+from curation.codelang import detect_code_language
+from curation.detect import detect_language
 from curation.manifest import canonical_json, read_json
 from curation.shards import write_shard
 from curation.stats import (
@@ -23,6 +25,7 @@ from curation.stats import (
     merge_partials,
     mix64,
     table_partial,
+    text_language,
 )
 from curation.vl import encode_record
 from dedup.prompt_dedup import PromptDedupConfig, dedup_record
@@ -184,3 +187,40 @@ def test_stats_command_prints_and_recomputes(stats_builds, tmp_path):
     write_shard(pa.table({"id": ["x"]}), str(tmp_path), "phase-1/shard-00000.arrow")
     incomplete = runner.invoke(app, ["stats", str(tmp_path)])
     assert incomplete.exit_code != 0 and "not a complete curate build" in str(incomplete.exception)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain English text.", "1234 -- ++", "", "Ünïcödé and ASCII", "中文的文本 with some English", "Привет мир", "x" * 5000 + "中"],
+)
+def test_text_language_agrees_with_detect_language(text):
+    assert text_language(text) == detect_language(text)
+
+
+CODE_SAMPLES = {
+    "python": "import os\n\n\ndef main(path):\n    for name in os.listdir(path):\n        print(name)\n    return None\n",
+    "javascript": "const fs = require('fs');\n\nfunction read(path) {\n  return fs.readFileSync(path, 'utf8');\n}\n"
+    "module.exports = read;\n",
+    "java": "package org.example;\n\nimport java.util.List;\n\npublic class Main {\n    public static void main(String[] args) {\n"
+    "        System.out.println(args.length);\n    }\n}\n",
+    "c": "#include <stdio.h>\n\nint main(int argc, char **argv)\n{\n    printf(\"%d\\n\", argc);\n    return 0;\n}\n",
+    "perl": "#!/usr/bin/perl\nuse strict;\nuse warnings;\nmy $name = shift;\nprint \"$name\\n\" if $name =~ /x/;\n",
+    "shell": "#!/bin/sh\nset -e\nfor f in *.txt; do\n    echo \"$f\"\ndone\nif [ -n \"$1\" ]; then\n    exit 1\nfi\n",
+}
+
+
+@pytest.mark.parametrize("language", sorted(CODE_SAMPLES))
+def test_code_language_detection(language):
+    assert detect_code_language(CODE_SAMPLES[language]) == language
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The quick brown fox jumps over the lazy dog. It was a sunny day; everyone was happy.",
+        "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
+        "NAME\n    ls - list directory contents\nSYNOPSIS\n    ls [OPTION]... [FILE]...\n",
+    ],
+)
+def test_prose_is_not_code(text):
+    assert detect_code_language(text) is None

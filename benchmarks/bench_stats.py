@@ -1,0 +1,173 @@
+"""Throughput of the coverage-statistics pass, against the build's tokenizer in the same run.
+
+    .venv/bin/python benchmarks/bench_stats.py [--mb 47] [--corpus PATH] [--skip-ray]
+
+Reports MB/s per core of (1) the baseline: tokenizing the same text with a byte-level BPE, the
+build's cheapest per-document stage (the build also ingests, deduplicates and writes, so it is
+slower than this); (2) the statistics pass in one process; (3) the statistics pass on a local Ray
+with two workers (per core: MB / wall / workers); (4) vectorised HyperLogLog registers against
+datasketch's per-item `update`. The target is stats >= baseline: statistics never dominate a build.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("RAYON_NUM_THREADS", "1")  # one core for the tokenizer baseline
+os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+
+import argparse  # noqa: E402
+import gzip  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from curation.codelang import detect_code_language  # noqa: E402
+from curation.shards import write_shard  # noqa: E402
+from curation.stats import (  # noqa: E402
+    _compression_ratios,
+    finalize,
+    hll_registers,
+    merge_partials,
+    ngram_hashes,
+    table_partial,
+    text_language,
+)
+from curation.tokenizer import encode_texts, train_bpe  # noqa: E402
+
+DEFAULT_CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "corpora", "mixed.jsonl.gz")
+SHARD_ROWS = 4096
+
+
+def load_texts(path: str, megabytes: float) -> list[dict]:
+    docs, size = [], 0
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            doc = json.loads(line)
+            docs.append(doc)
+            size += len(doc["text"].encode("utf-8"))
+            if size >= megabytes * 1e6:
+                break
+    return docs
+
+
+def timed(function, *args):
+    start = time.perf_counter()
+    result = function(*args)
+    return result, time.perf_counter() - start
+
+
+def tables_of(docs: list[dict], ids: list[list[int]]) -> list[pa.Table]:
+    tables = []
+    for start in range(0, len(docs), SHARD_ROWS):
+        part = docs[start : start + SHARD_ROWS]
+        tables.append(
+            pa.table(
+                {
+                    "id": [d["id"] for d in part],
+                    "text": [d["text"] for d in part],
+                    "input_ids": pa.array(ids[start : start + SHARD_ROWS], pa.list_(pa.int32())),
+                    "meta": [d["meta"] for d in part],
+                }
+            )
+        )
+    return tables
+
+
+def stats_components(tables: list[pa.Table]) -> dict[str, float]:
+    """Seconds per component of the pass (the pieces table_partial runs), for the breakdown."""
+    seconds = {"language": 0.0, "code language": 0.0, "compression": 0.0, "n-gram hashing + HLL": 0.0}
+    for table in tables:
+        texts = table.column("text").to_pylist()
+        seconds["language"] += timed(lambda: [text_language(t) for t in texts])[1]
+        seconds["code language"] += timed(lambda: [detect_code_language(t) for t in texts])[1]
+        seconds["compression"] += timed(_compression_ratios, texts)[1]
+        column = table.column("input_ids")
+        lengths = np.array([len(x) for x in column.to_pylist()])
+        units = pa.compute.list_flatten(column).to_numpy().astype(np.uint64)
+        offsets = np.concatenate(([0], np.cumsum(lengths)))
+        start = time.perf_counter()
+        for hashes, _ in ngram_hashes(units, offsets).values():
+            hll_registers(hashes)
+        seconds["n-gram hashing + HLL"] += time.perf_counter() - start
+    return seconds
+
+
+def hll_baseline(units: np.ndarray) -> tuple[float, float]:
+    """Items per second: datasketch HyperLogLogPlusPlus.update per 8-gram vs vectorised registers."""
+    from datasketch import HyperLogLogPlusPlus
+
+    hashes = ngram_hashes(units, np.array([0, len(units)]))[8][0]
+    sample = hashes[:200_000]
+    sketch = HyperLogLogPlusPlus(p=14)
+    start = time.perf_counter()
+    for value in sample:
+        sketch.update(value.tobytes())
+    per_item = len(sample) / (time.perf_counter() - start)
+    _, seconds = timed(hll_registers, hashes)
+    return per_item, len(hashes) / seconds
+
+
+def ray_pass(tables: list[pa.Table], workers: int) -> float:
+    import ray
+
+    from jobs.stats_job import compute_build_stats
+
+    with tempfile.TemporaryDirectory() as root:
+        for index, table in enumerate(tables):
+            write_shard(table, root, f"phase-{1 + index % 2}/shard-{index:05d}.arrow")
+        ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        compute_build_stats(root, {})  # warm the workers' imports
+        _, seconds = timed(compute_build_stats, root, {})
+        ray.shutdown()
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", default=DEFAULT_CORPUS)
+    parser.add_argument("--mb", type=float, default=47.0, help="megabytes of text to read from the corpus")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--skip-ray", action="store_true")
+    args = parser.parse_args()
+
+    docs = load_texts(args.corpus, args.mb)
+    texts = [d["text"] for d in docs]
+    megabytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6
+    tokenizer = train_bpe(texts[:: max(1, len(texts) // 3000)], vocab_size=8192)
+    ids, tokenize_seconds = timed(encode_texts, tokenizer, texts)
+    tables = tables_of(docs, ids)
+
+    partials, stats_seconds = timed(lambda: [table_partial(t) for t in tables])
+    _, finalize_seconds = timed(lambda: finalize(merge_partials(partials)))
+    components = stats_components(tables)
+    per_item, vectorised = hll_baseline(np.concatenate([np.array(x, np.uint64) for x in ids[:2000]]))
+
+    rows = [
+        ("baseline: BPE tokenization (1 thread)", megabytes / tokenize_seconds),
+        ("stats pass, one process (table_partial)", megabytes / stats_seconds),
+        ("stats merge + finalize", megabytes / finalize_seconds),
+    ]
+    if not args.skip_ray:
+        ray_seconds = ray_pass(tables, args.workers)
+        rows.append((f"stats on Ray, {args.workers} workers (per core)", megabytes / ray_seconds / args.workers))
+    print(f"\ncorpus: {len(docs):,} documents, {megabytes:.1f} MB, {sum(map(len, ids)):,} tokens\n")
+    print("| pass | MB/s per core |\n|---|---|")
+    for name, rate in rows:
+        print(f"| {name} | {rate:.2f} |")
+    print(f"\nstats / baseline: {rows[1][1] / rows[0][1]:.2f}x (target >= 1)")
+    print("\n| stats component | seconds | share |\n|---|---|---|")
+    for name, seconds in components.items():
+        print(f"| {name} | {seconds:.2f} | {seconds / stats_seconds:.0%} |")
+    print(f"\nHyperLogLog: datasketch update {per_item:,.0f} items/s, vectorised registers {vectorised:,.0f} items/s "
+          f"({vectorised / per_item:.0f}x)")
+
+
+if __name__ == "__main__":
+    main()
