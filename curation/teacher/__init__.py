@@ -1,0 +1,1 @@
+"""The teacher of regime D: prompt, backends and output parsing (see DESIGN.md)."""

@@ -1,0 +1,87 @@
+"""The openai backend: any OpenAI-compatible chat endpoint (`vllm serve`, SGLang, ...).
+
+One Ray actor holds the client and a pool of `concurrency` threads, so at most that many
+requests are in flight; the `openai` client retries failed requests with exponential
+backoff (`retries`) and gives up on one after `timeout_s`. A request that still fails
+becomes an `error` row, never a failed job.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import pyarrow as pa
+import ray
+
+from curation.teacher.config import TeacherConfig
+from curation.teacher.requests import LIGHT_STAGE_CPUS, RESPONSE_COLUMNS
+
+
+class ChatCompletions:
+    """Answers a batch of request rows through the endpoint, `concurrency` at a time."""
+
+    def __init__(self, config: TeacherConfig):
+        import openai
+
+        self.config = config
+        self.client = openai.OpenAI(
+            base_url=config.endpoint,
+            # Local servers take any key; a hosted endpoint reads the usual variable.
+            api_key=os.environ.get("OPENAI_API_KEY") or "EMPTY",
+            max_retries=config.retries,
+            timeout=config.timeout_s,
+        )
+        self.pool = ThreadPoolExecutor(max_workers=config.concurrency)
+
+    def request(self, prompt: str, max_tokens: int, seed: int) -> tuple[str, bool, str]:
+        """(generated text, truncated, error) of one document."""
+        extra_body = {"top_k": self.config.top_k, "min_p": self.config.min_p}
+        if self.config.structured_output:
+            extra_body["structured_outputs"] = {"regex": self.config.structured_output}
+        try:
+            completion = self.client.chat.completions.create(
+                model=self.config.model,
+                messages=[{"role": "user", "content": prompt}],
+                temperature=self.config.temperature,
+                top_p=self.config.top_p,
+                max_tokens=max_tokens,
+                seed=seed,
+                extra_body=extra_body,
+            )
+            choice = completion.choices[0]
+            return choice.message.content or "", choice.finish_reason == "length", ""
+        except Exception as error:  # every failure of one request is recorded on its row
+            return "", False, f"{type(error).__name__}: {error}"
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        answers = list(
+            self.pool.map(
+                self.request,
+                batch.column("prompt").to_pylist(),
+                batch.column("max_tokens").to_pylist(),
+                batch.column("seed").to_pylist(),
+            )
+        )
+        return pa.table(
+            {
+                "shard": batch.column("shard"),
+                "row": batch.column("row"),
+                "language": batch.column("language"),
+                "generated_text": pa.array([text for text, _, _ in answers], pa.string()),
+                "truncated": pa.array([truncated for _, truncated, _ in answers], pa.bool_()),
+                "error": pa.array([error for _, _, error in answers], pa.string()),
+            }
+        ).select(RESPONSE_COLUMNS)
+
+
+def generate_openai(requests: ray.data.Dataset, config: TeacherConfig) -> ray.data.Dataset:
+    """Response rows for `requests`, from the endpoint at `config.endpoint`."""
+    return requests.map_batches(
+        ChatCompletions,
+        fn_constructor_kwargs={"config": config},
+        batch_size=config.batch_size,
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=1),
+        num_cpus=LIGHT_STAGE_CPUS,
+    )
