@@ -1,0 +1,251 @@
+"""64-bit shingle hashes and exact MinHash signatures, vectorised over whole batches.
+
+Per-document Python calls are what make datasketch and rensa slow on real corpora, so nothing
+here loops over documents or shingles in Python:
+
+* unit (word or character) hashes are polynomial hashes over the concatenated UTF-8 buffer of
+  the batch: one wrap-around uint64 prefix sum, differences at unit boundaries, rescaled by an
+  inverse power of the (odd) base;
+* an n-gram hash combines n consecutive unit hashes of the same document with fixed odd
+  multipliers, then a 64-bit finaliser (splitmix64) spreads the bits;
+* MinHash applies all `num_perm` hash functions h_k(x) = a_k * x + b_k (mod 2**32, a_k odd: a
+  permutation of the 32-bit values) to the 32-bit fold x of every shingle hash, a chunk of shingles
+  at once as a (num_perm x shingles) matrix, and takes the per-document minimum with
+  `np.minimum.reduceat`. Every shingle counts (no sampling). 32-bit lanes run about three times
+  faster than 64-bit ones; on random shingle hashes the Jaccard estimates match the theoretical
+  error of k-permutation MinHash (tests/test_minhash.py checks it).
+
+Shingle hashes do not depend on the MinHash seed, so exact Jaccard similarities computed from them
+(see `dedup.verify`) are the same for every seed. Two different shingles collide with probability
+about 2**-64.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from dedup.normalize import char_mode, normalize_texts
+
+MASK64 = (1 << 64) - 1
+# Polynomial base for unit hashes (odd, so invertible modulo 2**64) and its inverse.
+BASE = 0x100000001B3
+BASE_INV = pow(BASE, -1, 1 << 64)
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+SPACE = 0x20
+# Text per vectorised pass: bounds the per-byte work arrays (~50 bytes per text byte).
+CHUNK_BYTES = 1 << 20
+# Shingles per MinHash matrix: num_perm x CHUNK_SHINGLES uint32 (4 MiB at 128 permutations).
+CHUNK_SHINGLES = 1 << 13
+
+
+def mix64(values: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser on a uint64 array (a new array): a bijection that spreads every bit."""
+    x = values.astype(np.uint64, copy=True)
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def splitmix_sequence(seed: int, count: int) -> np.ndarray:
+    """`count` pseudo-random uint64 values from a seed, the same on every platform and numpy version."""
+    steps = (np.arange(1, count + 1, dtype=np.uint64) * GOLDEN) + np.uint64(seed & MASK64)
+    return mix64(steps)
+
+
+# Multipliers combining the unit hashes of one n-gram (position k gets NGRAM_WEIGHTS[k]).
+NGRAM_WEIGHTS = splitmix_sequence(0x5EED, 64) | np.uint64(1)
+
+
+@dataclass(frozen=True)
+class ShingleSets:
+    """Shingle hashes of a batch of documents, CSR-style: document i owns hashes[offsets[i]:offsets[i+1]].
+
+    A document's hashes may repeat (a repeated n-gram); use `np.unique` for the set.
+    """
+
+    hashes: np.ndarray  # uint64
+    offsets: np.ndarray  # int64, len(documents) + 1
+
+    def counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def _string_buffer(normalized: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The UTF-8 bytes of a string array and its document offsets into them (int64, from 0)."""
+    normalized = normalized.cast(pa.large_string())
+    offsets_buffer, data_buffer = normalized.buffers()[1], normalized.buffers()[2]
+    offsets = np.frombuffer(offsets_buffer, np.int64)[normalized.offset : normalized.offset + len(normalized) + 1]
+    if data_buffer is None or offsets[-1] == offsets[0]:
+        return np.zeros(0, np.uint8), np.zeros(len(normalized) + 1, np.int64)
+    data = np.frombuffer(data_buffer, np.uint8)[offsets[0] : offsets[-1]]
+    return data, offsets - offsets[0]
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_powers(base: int) -> np.ndarray:
+    powers = np.full(CHUNK_BYTES + 1, base, np.uint64)
+    powers[0] = 1
+    return np.cumprod(powers, dtype=np.uint64)
+
+
+def _powers(base: int, count: int) -> np.ndarray:
+    """base**0 .. base**(count-1) modulo 2**64 (cached up to one chunk; a longer document pays once)."""
+    if count <= CHUNK_BYTES + 1:
+        return _cached_powers(base)[:count]
+    powers = np.full(count, base, np.uint64)
+    powers[0] = 1
+    return np.cumprod(powers, dtype=np.uint64)
+
+
+def _units(data: np.ndarray, offsets: np.ndarray, chars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end byte of every unit: words (between spaces) or, in character mode, UTF-8 characters."""
+    n_bytes = len(data)
+    lengths = np.diff(offsets)
+    space = data == SPACE
+    word_start = np.empty(n_bytes, bool)
+    word_start[0] = True
+    word_start[1:] = space[:-1]
+    word_start[offsets[:-1][lengths > 0]] = True
+    char_start = (data & 0xC0) != 0x80
+    is_start = ~space & np.where(np.repeat(chars, lengths), char_start, word_start)
+    # A unit ends at the next unit start, space or document end, whichever comes first.
+    boundary = np.zeros(n_bytes + 1, bool)
+    boundary[:n_bytes] = is_start | space
+    boundary[offsets[1:]] = True
+    breaks = np.flatnonzero(boundary)
+    break_is_start = np.zeros(len(breaks), bool)
+    break_is_start[:-1] = is_start[breaks[:-1]]
+    return breaks[break_is_start], breaks[1:][break_is_start[:-1]]
+
+
+def _unit_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Polynomial hash of each byte range data[start:end], with its length mixed in."""
+    powers = _powers(BASE, len(data))
+    weighted = data.astype(np.uint64)
+    weighted += np.uint64(1)
+    weighted *= powers
+    prefix = np.zeros(len(data) + 1, np.uint64)
+    np.cumsum(weighted, out=prefix[1:])
+    poly = (prefix[ends] - prefix[starts]) * _powers(BASE_INV, len(data))[starts]
+    return mix64(poly + (ends - starts).astype(np.uint64) * GOLDEN)
+
+
+def _ngram_hashes(units: np.ndarray, unit_offsets: np.ndarray, ngram_size: int) -> ShingleSets:
+    """Hashes of n consecutive units of the same document; a document shorter than n gives one."""
+    n_units = len(units)
+    counts = np.diff(unit_offsets)
+    # Full windows: every position whose n units lie in its own document.
+    combined = units * NGRAM_WEIGHTS[0]
+    for k in range(1, min(ngram_size, n_units)):
+        combined[: n_units - k] += units[k:] * NGRAM_WEIGHTS[k]
+    window_end = np.repeat(unit_offsets[1:], counts)
+    full = np.arange(n_units) + ngram_size <= window_end
+    # Short documents (fewer than n units but not empty): one shingle of all their units.
+    short = np.flatnonzero((counts > 0) & (counts < ngram_size))
+    short_first = unit_offsets[short]
+    short_combined = np.zeros(len(short), np.uint64)
+    for k in range(ngram_size - 1):
+        present = k < counts[short]
+        short_combined += np.where(present, units[np.minimum(short_first + k, n_units - 1)] * NGRAM_WEIGHTS[k], np.uint64(0))
+    combined[short_first] = short_combined
+    keep = full
+    keep[short_first] = True
+    shingles_per_doc = np.where(counts >= ngram_size, counts - ngram_size + 1, np.minimum(counts, 1))
+    offsets = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(shingles_per_doc, out=offsets[1:])
+    return ShingleSets(mix64(combined[keep]), offsets)
+
+
+def _shingle_chunk(texts: pa.Array, ngram_size: int) -> ShingleSets:
+    normalized = normalize_texts(texts)
+    data, offsets = _string_buffer(normalized)
+    if len(data) == 0:
+        return ShingleSets(np.zeros(0, np.uint64), np.zeros(len(texts) + 1, np.int64))
+    starts, ends = _units(data, offsets, char_mode(normalized))
+    unit_offsets = np.searchsorted(starts, offsets).astype(np.int64)
+    return _ngram_hashes(_unit_hashes(data, starts, ends), unit_offsets, ngram_size)
+
+
+def _as_string_array(texts: list[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if not isinstance(texts, pa.Array):
+        texts = pa.array(texts, pa.string())
+    if pa.types.is_large_string(texts.type):
+        return texts
+    return texts.cast(pa.string())
+
+
+def _byte_chunks(texts: pa.Array) -> list[tuple[int, int]]:
+    """Consecutive document ranges of about CHUNK_BYTES of text each (a longer document alone)."""
+    sizes = pc.fill_null(pc.binary_length(texts), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    bucket = np.cumsum(sizes) // CHUNK_BYTES
+    cuts = np.flatnonzero(np.diff(bucket)) + 1
+    bounds = [0, *cuts.tolist(), len(texts)]
+    return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+
+
+def shingle_hashes(texts: list[str] | pa.Array | pa.ChunkedArray, ngram_size: int = 5) -> ShingleSets:
+    """64-bit hashes of every shingle of every document (rules in `dedup.normalize`)."""
+    if ngram_size < 1:
+        raise ValueError(f"ngram_size must be at least 1, got {ngram_size}")
+    array = _as_string_array(texts)
+    parts = [_shingle_chunk(array.slice(lo, hi - lo), ngram_size) for lo, hi in _byte_chunks(array)]
+    if not parts:
+        return ShingleSets(np.zeros(0, np.uint64), np.zeros(len(array) + 1, np.int64))
+    offsets, shingles_before = [np.zeros(1, np.int64)], 0
+    for part in parts:
+        offsets.append(part.offsets[1:] + shingles_before)
+        shingles_before += len(part.hashes)
+    return ShingleSets(np.concatenate([p.hashes for p in parts]), np.concatenate(offsets))
+
+
+class MinHasher:
+    """Exact MinHash with `num_perm` seeded hash functions over word (or character) n-grams.
+
+    `signatures` returns uint32 of shape (len(texts), num_perm). A document without shingles
+    (empty after normalization) gets the all-0xFFFFFFFF signature; callers should not treat such
+    documents as similar to each other.
+    """
+
+    def __init__(self, num_perm: int = 128, ngram_size: int = 5, seed: int = 1) -> None:
+        if num_perm < 1:
+            raise ValueError(f"num_perm must be at least 1, got {num_perm}")
+        self.num_perm = num_perm
+        self.ngram_size = ngram_size
+        self.seed = seed
+        coefficients = (splitmix_sequence(seed, 2 * num_perm) >> np.uint64(32)).astype(np.uint32)
+        self._multipliers = (coefficients[:num_perm] | np.uint32(1))[:, None]
+        self._increments = coefficients[num_perm:][:, None]
+
+    def signatures(self, texts: list[str] | pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """MinHash signatures of the texts, uint32, shape (len(texts), num_perm)."""
+        return self.signatures_of(shingle_hashes(texts, self.ngram_size))
+
+    def signatures_of(self, shingles: ShingleSets) -> np.ndarray:
+        """MinHash signatures from precomputed shingle hashes."""
+        n_docs = len(shingles.offsets) - 1
+        folded = (shingles.hashes ^ (shingles.hashes >> np.uint64(32))).astype(np.uint32)
+        minima = np.full((self.num_perm, n_docs), np.uint32(0xFFFFFFFF), np.uint32)
+        doc_starts = shingles.offsets[:-1][shingles.counts() > 0]
+        docs_with_shingles = np.flatnonzero(shingles.counts() > 0)
+        for lo in range(0, len(shingles.hashes), CHUNK_SHINGLES):
+            hi = min(lo + CHUNK_SHINGLES, len(shingles.hashes))
+            # Segments of this chunk: the document running into it, then each document starting in it.
+            first = np.searchsorted(doc_starts, lo, side="right") - 1
+            last = np.searchsorted(doc_starts, hi, side="left")
+            segment_starts = np.maximum(doc_starts[first:last], lo) - lo
+            segment_docs = docs_with_shingles[first:last]
+            values = self._multipliers * folded[lo:hi][None, :]
+            values += self._increments
+            chunk_minima = np.minimum.reduceat(values, segment_starts, axis=1)
+            minima[:, segment_docs] = np.minimum(minima[:, segment_docs], chunk_minima)
+        return np.ascontiguousarray(minima.T)
