@@ -12,29 +12,27 @@ import dataclasses
 from pathlib import Path
 
 from trainer.config import TrainConfig
-from trainer.train import TrainResult
+from trainer.train import TrainResult, run_result
 
 
 def _worker_loop(loop_config: dict) -> None:
-    import ray.train
     import ray.train.torch
 
     from trainer.train import train
 
-    result = train(
+    train(
         TrainConfig(**loop_config["config"]),
         loop_config["data"],
         loop_config["output"],
         resume=loop_config["resume"],
         device=ray.train.torch.get_device(),
     )
-    ray.train.report(dataclasses.asdict(result))
 
 
 def train_on_ray(
     config: TrainConfig, data: str, output: str | Path, resume: bool, workers: int, gpus_per_worker: float
 ) -> TrainResult:
-    """Run `train()` on `workers` Ray Train workers (DDP) and return rank 0's result."""
+    """Run `train()` on `workers` Ray Train workers (DDP); the result is read from the run folder."""
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -50,5 +48,5 @@ def train_on_ray(
                                      resources_per_worker=resources),
         run_config=RunConfig(name=f"curate-train-{output.name}", storage_path=str(output / "ray")),
     )
-    metrics = trainer.fit().metrics
-    return TrainResult(**metrics)
+    trainer.fit()
+    return run_result(output)

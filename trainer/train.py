@@ -228,8 +228,6 @@ def train(
     peak = peak_flops(workers.device)
     milestones = set(config.checkpoint_iterations())
     rows = config.global_batch_size // workers.world_size
-    result = StepResult(loss=float("nan"), grad_norm=float("nan"))
-    saved, iteration = checkpoint, start
     for iteration in range(start + 1, config.train_iters + 1):
         first = (iteration - 1) * config.global_batch_size
         tokens = worker_rows(packed, first, rows, workers.rank).to(workers.device, non_blocking=True)
@@ -257,18 +255,29 @@ def train(
             log_step(output, record, config.train_iters, echo)
             if due:
                 state = {"iteration": iteration, "consumed_samples": consumed, "lr": lr,
-                         "data_fingerprint": fingerprint, "config": dataclasses.asdict(config)}
-                saved = save_checkpoint(output, model, optimizer, state)
+                         "data_fingerprint": fingerprint, "config": dataclasses.asdict(config),
+                         "epochs": packed.epochs()}
+                save_checkpoint(output, model, optimizer, state)
         if stop:
             break
     if dist.is_initialized():
         dist.barrier()
+    return run_result(output)
+
+
+def run_result(output: Path) -> TrainResult:
+    """What a run reached, read back from its newest checkpoint and its log."""
+    checkpoint = latest_checkpoint(output)
+    if checkpoint is None:
+        raise UserError(f"{output} has no checkpoint")
+    state = read_state(checkpoint)
+    losses = {entry["iteration"]: entry["loss"] for entry in map(json.loads, _log_lines(output / LOG_FILE))}
     return TrainResult(
-        iteration=iteration,
-        consumed_samples=iteration * config.global_batch_size,
-        last_loss=result.loss,
-        checkpoint=str(saved),
-        epochs=packed.epochs(),
+        iteration=state["iteration"],
+        consumed_samples=state["consumed_samples"],
+        last_loss=losses.get(state["iteration"], float("nan")),
+        checkpoint=str(checkpoint),
+        epochs=state["epochs"],
     )
 
 
