@@ -1,21 +1,20 @@
-"""The self-contained HTML page of a diagnosis: tables plus inline SVG plots (matplotlib).
+"""The self-contained HTML page of a diagnosis: tables plus inline SVG charts (diagnostics/svg.py).
 
 Sections: the trajectory table (the paper's Table 1 for this series), the alpha histogram
 of every checkpoint, the layer-wise profile of every module type (alpha, effective rank and,
 against a base, relative change, correlation and delta effective rank; one line per
-checkpoint), per-module figures of the last checkpoint, and the skipped matrices and failed
-fits. The SVG is written with a fixed hash salt and no date, so the same input gives the
-same page.
+checkpoint), per-module figures of the last checkpoint, the skipped matrices and failed
+fits, and the definitions. The same input gives the same bytes.
 """
 
 from __future__ import annotations
 
 import html
-import io
 
 import numpy as np
 
 from diagnostics.summary import ALPHA_RANGE, DEFINITIONS
+from diagnostics.svg import histogram, line_chart, palette
 
 PROFILE_FIGURES = (
     ("alpha", "alpha", "Heavy-tail exponent; the shaded band is the well-conditioned range [2, 6]."),
@@ -25,32 +24,18 @@ PROFILE_FIGURES = (
     ("delta_effective_rank", "delta effective rank", "Effective rank minus the base's: representational restructuring."),
 )
 BASE_FIGURES = {"relative_change", "correlation", "delta_effective_rank"}
-MAX_LEGEND_ENTRIES = 10
+LLAMA_ORDER = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1450px; padding: 0 1em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-figure { margin: 1.5em 0; } figcaption { font-size: 0.9em; color: #555; }
+figure { margin: 1em 0 2em 0; } figcaption { font-size: 0.9em; color: #555; max-width: 1050px; }
+.panels { display: flex; flex-wrap: wrap; gap: 0.5em 1em; } .panel { width: 340px; } .panel .note { margin: 0 0 0 0.5em; }
+.legend { font-size: 0.85em; margin: 0.3em 0; } .key { margin-right: 1em; white-space: nowrap; }
+.swatch { display: inline-block; width: 1.2em; height: 0.6em; margin-right: 0.3em; }
 .note { font-size: 0.9em; color: #555; }
 """
-
-
-def _svg(figure) -> str:
-    """A matplotlib figure as an inline SVG element (text kept as text, fixed ids, no date)."""
-    import matplotlib
-
-    buffer = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "curate-diagnose"}):
-        figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
-    text = buffer.getvalue()
-    return text[text.index("<svg") :]
-
-
-def _colors(count: int) -> list:
-    from matplotlib import colormaps
-
-    return [colormaps["viridis"](x) for x in np.linspace(0.0, 0.9, max(count, 1))][:count]
 
 
 def _format(value, percent: bool = False) -> str:
@@ -98,62 +83,63 @@ def _trajectory_section(summary: dict) -> str:
 
 
 def _histogram_section(records: list[dict], labels: list[str]) -> str:
-    from matplotlib.figure import Figure
-
     alphas = [np.asarray([r["alpha"] for r in records if r["checkpoint"] == label and r["alpha"] is not None]) for label in labels]
-    finite = np.concatenate([a for a in alphas if len(a)] or [np.array([0.0, 1.0])])
-    upper = float(min(max(np.percentile(finite, 99), ALPHA_RANGE[1] + 1.0), 20.0))
-    bins = np.linspace(float(min(finite.min(), ALPHA_RANGE[0]) - 0.25), upper, 40)
-    columns = min(len(labels), 3)
-    rows = -(-len(labels) // columns)
-    figure = Figure(figsize=(4.0 * columns, 3.0 * rows))
-    for index, (label, values) in enumerate(zip(labels, alphas)):
-        axes = figure.add_subplot(rows, columns, index + 1)
-        axes.axvspan(*ALPHA_RANGE, color="#d9ead3", zorder=0)
-        axes.hist(np.clip(values, bins[0], bins[-1]), bins=bins, color="#3c78d8")
-        axes.set_title(label, fontsize=10)
-        axes.set_xlabel("alpha")
-        axes.set_ylabel("matrices")
-    figure.tight_layout()
-    caption = (
-        "Distribution of alpha over all analysed matrices of each checkpoint; the green band is [2, 6]. "
-        "Values beyond the right edge are drawn in the last bin."
+    pooled = np.concatenate([a for a in alphas if len(a)] or [np.array([ALPHA_RANGE[0]])])
+    upper = float(min(max(np.percentile(pooled, 99), ALPHA_RANGE[1] + 1.0), 20.0))
+    edges = np.linspace(float(min(pooled.min(), ALPHA_RANGE[0]) - 0.25), upper, 40)
+    note = "Matrices per alpha bin; green band [2, 6]; values past the right edge fall in the last bin."
+    panels = [
+        _panel(
+            histogram(np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)[0].tolist(), edges.tolist(), label, "alpha", "matrices", ALPHA_RANGE),
+            note,
+        )
+        for label, values in zip(labels, alphas)
+    ]
+    caption = "Distribution of alpha over all analysed matrices of each checkpoint."
+    return "<h2>Alpha distribution per checkpoint</h2>" + _panels(panels, caption)
+
+
+def _legend(labels: list[str], colors: list[str]) -> str:
+    entries = "".join(
+        f"<span class='key'><span class='swatch' style='background:{color}'></span>{html.escape(label)}</span>"
+        for label, color in zip(labels, colors)
     )
-    return "<h2>Alpha distribution per checkpoint</h2>" + _figure(_svg(figure), caption)
+    return f"<div class='legend'>{entries}</div>"
+
+
+def _panel(svg: str, note: str) -> str:
+    return f"<div class='panel'>{svg}<p class='note'>{html.escape(note)}</p></div>"
+
+
+def _panels(panels: list[str], caption: str, legend: str = "") -> str:
+    return f"<figure>{legend}<div class='panels'>{''.join(panels)}</div><figcaption>{html.escape(caption)}</figcaption></figure>"
 
 
 def _profile_figure(module: str, records: list[dict], labels: list[str], keys: list[tuple]) -> str:
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(4.2 * len(keys), 3.2))
-    colors = _colors(len(labels))
-    for index, (key, title, _) in enumerate(keys):
-        axes = figure.add_subplot(1, len(keys), index + 1)
-        if key == "alpha":
-            axes.axhspan(*ALPHA_RANGE, color="#d9ead3", zorder=0)
+    colors = palette(len(labels))
+    panels = []
+    for key, title, note in keys:
+        series = []
         for color, label in zip(colors, labels):
             points = sorted((r["layer"], r[key]) for r in records if r["checkpoint"] == label and r.get(key) is not None)
-            if points:
-                layers, values = zip(*points)
-                axes.plot(layers, values, marker=".", color=color, label=label)
-        axes.set_title(title, fontsize=10)
-        axes.set_xlabel("layer")
-        axes.set_ylabel(title)
-    if len(labels) <= MAX_LEGEND_ENTRIES:
-        figure.axes[0].legend(fontsize=8)
-    figure.suptitle(module, fontsize=11)
-    figure.tight_layout()
-    notes = " ".join(note for _, _, note in keys)
-    order = "" if len(labels) <= MAX_LEGEND_ENTRIES else f" Colors run from {labels[0]} (dark) to {labels[-1]} (light)."
-    return _figure(_svg(figure), f"{module} across layers, one line per checkpoint. {notes}{order}")
+            series.append((color, points))
+        chart = line_chart(series, f"{module}: {title}", "layer", title, ALPHA_RANGE if key == "alpha" else None)
+        panels.append(_panel(chart, note))
+    return _panels(panels, f"{module} across layers, one line per checkpoint (legend above).", _legend(labels, colors))
+
+
+def _module_order(module: str) -> tuple:
+    """Decoder attention and MLP projections in forward order first, then the rest, vision tower last."""
+    known = LLAMA_ORDER.index(module) if module in LLAMA_ORDER else len(LLAMA_ORDER)
+    return (module.startswith("visual."), known, module)
 
 
 def _profile_section(records: list[dict], labels: list[str], with_base: bool) -> str:
     keys = [k for k in PROFILE_FIGURES if with_base or k[0] not in BASE_FIGURES]
     layered = [r for r in records if r["layer"] is not None]
-    modules = sorted({r["module"] for r in layered}, key=lambda m: (m.startswith("visual."), m))
+    modules = sorted({r["module"] for r in layered}, key=_module_order)
     parts = [
-        _profile_figure(module, [r for r in layered if r["module"] == module], labels, keys)
+        f"<h3>{html.escape(module)}</h3>" + _profile_figure(module, [r for r in layered if r["module"] == module], labels, keys)
         for module in modules
     ]
     return "<h2>Layer-wise profiles per module type</h2>" + "".join(parts)
