@@ -41,3 +41,7 @@ def main() -> None:
     except UserError as error:
         print(f"curate: error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

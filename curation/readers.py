@@ -1,0 +1,148 @@
+"""Input discovery and raw record reading through fsspec.
+
+Two small blocks with one job each:
+- `list_input_files` turns the user's URLs (paths, globs, directories, memory://, s3://, ...)
+  into a sorted list of files with their format, so the input order never depends on
+  listing order;
+- `read_raw_records` parses one file into `RawRecord`s: a JSON object, or the reason it could
+  not be parsed. It never raises on bad data; validation of the text comes later.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Iterator
+
+import fsspec
+
+from curation.errors import UserError
+
+FORMATS = ("jsonl", "jsonl.gz", "jsonl.zst", "parquet", "text")
+_SUFFIXES = (
+    (".jsonl.gz", "jsonl.gz"),
+    (".json.gz", "jsonl.gz"),
+    (".ndjson.gz", "jsonl.gz"),
+    (".jsonl.zst", "jsonl.zst"),
+    (".json.zst", "jsonl.zst"),
+    (".ndjson.zst", "jsonl.zst"),
+    (".jsonl", "jsonl"),
+    (".ndjson", "jsonl"),
+    (".json", "jsonl"),
+    (".parquet", "parquet"),
+)
+# A file's position in the input, shifted into the high bits of `input_pos`.
+POSITION_BITS = 40
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input file: its full URL, its name relative to the argument that found it, its format."""
+
+    url: str
+    name: str
+    format: str
+    size: int
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One record as read: `obj` when it parsed, else `reason`; `raw` is what the file held."""
+
+    origin: str
+    position: int
+    raw: bytes
+    obj: dict | None
+    reason: str | None
+
+
+def detect_format(path: str) -> str:
+    lowered = path.lower()
+    for suffix, name in _SUFFIXES:
+        if lowered.endswith(suffix):
+            return name
+    return "text"
+
+
+def _unprotocol(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    return fs.unstrip_protocol(path) if fs.protocol not in ("file", ("file", "local")) else path
+
+
+def list_input_files(urls: list[str]) -> list[InputFile]:
+    """Expand URLs into files, sorted by URL; a URL that matches nothing is a user error."""
+    files: dict[str, InputFile] = {}
+    for url in urls:
+        try:
+            fs, path = fsspec.core.url_to_fs(url)
+        except (ImportError, ValueError) as error:
+            raise UserError(f"cannot open input {url}: {error}") from None
+        if any(char in path for char in "*?["):
+            base = path.split("*")[0].split("?")[0].split("[")[0].rsplit("/", 1)[0]
+            matches = sorted(p for p in fs.glob(path) if fs.isfile(p))
+        elif fs.isdir(path):
+            base = path.rstrip("/")
+            matches = sorted(fs.find(path))
+        elif fs.isfile(path):
+            base = path.rsplit("/", 1)[0]
+            matches = [path]
+        else:
+            raise UserError(f"input not found: {url}")
+        if not matches:
+            raise UserError(f"input matches no files: {url}")
+        for match in matches:
+            full = _unprotocol(fs, match)
+            name = match[len(base) :].lstrip("/") if match.startswith(base) else match
+            files.setdefault(full, InputFile(full, name, detect_format(match), int(fs.size(match) or 0)))
+    return [files[key] for key in sorted(files)]
+
+
+def _open_binary(file: InputFile) -> io.BufferedIOBase:
+    compression = {"jsonl.gz": "gzip", "jsonl.zst": "zstd"}.get(file.format)
+    return fsspec.open(file.url, "rb", compression=compression).open()
+
+
+def _parse_json_line(line: bytes) -> tuple[dict | None, str | None]:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "invalid_utf8"
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        return None, "invalid_json"
+    if not isinstance(obj, dict):
+        return None, "not_an_object"
+    return obj, None
+
+
+def read_raw_records(file: InputFile, file_index: int) -> Iterator[RawRecord]:
+    """Every record of one file, in file order. Blank JSONL lines hold no record and are skipped."""
+    base_position = file_index << POSITION_BITS
+    if file.format == "parquet":
+        import pyarrow.parquet as pq
+
+        with fsspec.open(file.url, "rb") as handle:
+            row = 0
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=4096):
+                for obj in batch.to_pylist():
+                    raw = json.dumps(obj, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
+                    yield RawRecord(f"{file.name}:row {row}", base_position + row, raw, obj, None)
+                    row += 1
+        return
+    if file.format == "text":
+        with fsspec.open(file.url, "rb") as handle:
+            raw = handle.read()
+        try:
+            obj, reason = {"text": raw.decode("utf-8")}, None
+        except UnicodeDecodeError:
+            obj, reason = None, "invalid_utf8"
+        yield RawRecord(file.name, base_position, raw, obj, reason)
+        return
+    with _open_binary(file) as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            line = line.rstrip(b"\r\n")
+            obj, reason = _parse_json_line(line)
+            yield RawRecord(f"{file.name}:{line_number}", base_position + line_number, line, obj, reason)

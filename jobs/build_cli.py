@@ -1,0 +1,153 @@
+"""`curate build`, `curate tokenizer train` and `curate regimes`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from curation.errors import UserError
+from regimes import REGISTRY, get_recipe
+
+tokenizer_app = typer.Typer(help="Train tokenizers for builds.", no_args_is_help=True)
+
+
+def build(
+    regime: str = typer.Option("A", "--regime", help=f"One of {', '.join(REGISTRY)} (case-insensitive)."),
+    inputs: Optional[list[str]] = typer.Option(
+        None, "--input", help="Input URL: path, glob, directory, memory://, s3://... Repeatable. Default: the embedded Python corpus."
+    ),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Build folder (default out/<REGIME>)."),
+    source: Optional[str] = typer.Option(None, "--from", help="Derive B, C or D from this complete A build."),
+    text_field: str = typer.Option("text", help="Field holding the document text."),
+    max_doc_bytes: int = typer.Option(8 * 1024 * 1024, help="Larger documents are quarantined (too_large)."),
+    max_bad_fraction: float = typer.Option(0.5, help="Fail when more than this share of records is invalid."),
+    seed: int = typer.Option(0, help="Seed of the document order and of every seeded choice."),
+    shard_rows: int = typer.Option(10_000, help="Rows per output shard."),
+    tokenizer: Optional[str] = typer.Option(None, help="A tokenizer.json to use; default: train a byte-level BPE on the input."),
+    vocab_size: int = typer.Option(16_384, help="Vocabulary size of the trained tokenizer."),
+    near_dedup: bool = typer.Option(True, "--near-dedup/--no-near-dedup", help="MinHash near-duplicate removal after exact dedup."),
+    threshold: float = typer.Option(0.8, help="Jaccard threshold of near-duplicate removal."),
+    num_perm: int = typer.Option(128, help="MinHash permutations."),
+    ngram_size: int = typer.Option(5, help="Word n-gram size of shingles."),
+    keep: str = typer.Option("min-id", help="Which document of a duplicate cluster stays: min-id, longest or first."),
+    repeat_fraction: float = typer.Option(0.1, help="Regime C: share of phase 1 that is repeated."),
+    repeat_times: int = typer.Option(10, help="Regime C: copies of each repeated document."),
+    resume: bool = typer.Option(False, help="Finish an interrupted build in OUT without redoing finished stages."),
+    overwrite: bool = typer.Option(False, help="Replace a non-empty OUT."),
+    num_cpus: Optional[int] = typer.Option(None, help="CPUs of the local Ray (default: all)."),
+    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)."),
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
+    quiet: bool = typer.Option(False, help="No progress lines."),
+) -> None:
+    """Build the corpus of a regime: ingest, dedup, order, phases, tokenize, shards, stats, manifest."""
+    import time
+
+    from jobs.build import BuildConfig, RunOptions, run_build
+
+    recipe = get_recipe(regime)
+    if keep not in ("min-id", "longest", "first"):
+        raise UserError(f"--keep must be min-id, longest or first, got {keep!r}")
+    config = BuildConfig(
+        regime=recipe.name,
+        inputs=tuple(inputs or ()),
+        text_field=text_field,
+        max_doc_bytes=max_doc_bytes,
+        max_bad_fraction=max_bad_fraction,
+        seed=seed,
+        shard_rows=shard_rows,
+        tokenizer=tokenizer,
+        vocab_size=vocab_size,
+        near_dedup=near_dedup,
+        near_threshold=threshold,
+        num_perm=num_perm,
+        ngram_size=ngram_size,
+        keep=keep,
+        source=source,
+        repeat_fraction=repeat_fraction,
+        repeat_times=repeat_times,
+    )
+    options = RunOptions(
+        output=output or f"out/{recipe.name}",
+        resume=resume,
+        overwrite=overwrite,
+        num_cpus=num_cpus,
+        address=address,
+        quiet=quiet or as_json,
+    )
+    started = time.perf_counter()
+    result = run_build(config, options)
+    summary = build_summary(result["manifest"], options.output, time.perf_counter() - started, result["timings"])
+    if as_json:
+        print(json.dumps(summary, indent=2, sort_keys=True))
+    elif not quiet:
+        print_summary(summary)
+
+
+def build_summary(manifest: dict, output: str, seconds: float, timings: dict) -> dict:
+    input_bytes = sum(i.get("bytes", 0) for i in manifest.get("inputs", []))
+    return {
+        "output": output,
+        "regime": manifest["regime"],
+        "counts": manifest["counts"],
+        "phases": [{k: p[k] for k in ("name", "rows", "tokens")} | {"shards": len(p["shards"])} for p in manifest["phases"]],
+        "config_hash": manifest["config_hash"],
+        "seconds": round(seconds, 2),
+        "stage_seconds": {k: round(v, 2) for k, v in timings.items()},
+        "input_mb_per_s": round(input_bytes / 1e6 / seconds, 2) if seconds else None,
+    }
+
+
+def print_summary(summary: dict) -> None:
+    counts = summary["counts"]
+    lines = [
+        "",
+        f"regime {summary['regime']} built in {summary['output']}  ({summary['seconds']:.1f} s, config {summary['config_hash']})",
+        f"  input {counts['input']:,} = kept {counts['kept']:,} + quarantined {counts['quarantined']:,}"
+        f" + exact duplicates {counts['exact_duplicates']:,} + near duplicates {counts['near_duplicates']:,}",
+    ]
+    for phase in summary["phases"]:
+        lines.append(f"  {phase['name']}: {phase['rows']:,} rows, {phase['tokens']:,} tokens, {phase['shards']} shards")
+    lines.append(f"  manifest: {summary['output']}/manifest.json   quarantine: {summary['output']}/quarantine/")
+    print("\n".join(lines))
+
+
+def train_tokenizer(
+    inputs: list[str] = typer.Option(..., "--input", help="Input URL(s), as for build."),
+    vocab_size: int = typer.Option(16_384, help="Vocabulary size."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write tokenizer.json."),
+    text_field: str = typer.Option("text", help="Field holding the document text."),
+) -> None:
+    """Train a byte-level BPE (with an end-of-document token) on the valid records of the input."""
+    from curation.ingest import IngestConfig, validate
+    from curation.readers import list_input_files, read_raw_records
+    from curation.tokenizer import save_tokenizer, train_bpe
+
+    config = IngestConfig(text_field=text_field)
+
+    def texts():
+        for index, file in enumerate(list_input_files(inputs)):
+            for record in read_raw_records(file, index):
+                document, _ = validate(record, config)
+                if document is not None:
+                    yield document["text"]
+
+    tokenizer = train_bpe(texts(), vocab_size)
+    save_tokenizer(tokenizer, str(output))
+    print(f"wrote {output} ({tokenizer.get_vocab_size():,} tokens)", file=sys.stderr)
+
+
+def regimes() -> None:
+    """List the registered regimes."""
+    for recipe in REGISTRY.values():
+        print(f"{recipe.name:<3} {recipe.description}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build)
+    app.command("regimes")(regimes)
+    tokenizer_app.command("train")(train_tokenizer)
+    app.add_typer(tokenizer_app, name="tokenizer")

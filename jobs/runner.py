@@ -1,0 +1,112 @@
+"""The stage runner: one folder per stage under OUT/_work, a done marker, resume.
+
+A stage writes its output into `OUT/_work/<stage>/` and then a `_DONE.json` marker holding
+what it measured. A rerun with `--resume` skips every stage whose marker exists, so a build
+killed at any moment finishes without redoing finished stages; a stage killed half-way is
+started over from an empty folder. The marker is written atomically, after the output.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Callable
+
+import fsspec
+
+from curation.errors import UserError
+from curation.manifest import canonical_json, read_json, write_json_atomic
+
+WORK_DIR = "_work"
+DONE = "_DONE.json"
+
+
+class Progress:
+    """Stage lines on stderr while a build runs: what, how many documents, how fast."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+    def stage(self, name: str, info: dict, seconds: float | None) -> None:
+        parts = [f"  {name:<12}"]
+        if "documents" in info:
+            parts.append(f"{info['documents']:>10,} docs")
+        if "bytes" in info:
+            parts.append(f"{info['bytes'] / 1e6:9.1f} MB")
+        if seconds is None:
+            parts.append("  (done before, skipped)")
+        else:
+            parts.append(f"{seconds:7.1f} s")
+            if info.get("bytes") and seconds > 0:
+                parts.append(f"{info['bytes'] / 1e6 / seconds:7.1f} MB/s")
+            elif info.get("documents") and seconds > 0:
+                parts.append(f"{info['documents'] / seconds:9,.0f} docs/s")
+        self.line("  ".join(parts))
+
+
+class StageRunner:
+    """Runs named stages in OUT/_work with done markers; `timings` keeps wall times (never written to OUT's data)."""
+
+    def __init__(self, out: str, progress: Progress):
+        self.fs, base = fsspec.core.url_to_fs(out)
+        self.out = out
+        self.work = f"{base.rstrip('/')}/{WORK_DIR}"
+        self.progress = progress
+        self.timings: dict[str, float] = {}
+
+    def path(self, stage: str) -> str:
+        return f"{self.work}/{stage}"
+
+    def done(self, stage: str) -> bool:
+        return self.fs.exists(f"{self.path(stage)}/{DONE}")
+
+    def info(self, stage: str) -> dict:
+        return read_json(self.path(stage), DONE)
+
+    def run(self, stage: str, body: Callable[[str], dict]) -> dict:
+        """Run `body(stage_dir)` unless the stage is done; return what it measured."""
+        if self.done(stage):
+            info = self.info(stage)
+            self.progress.stage(stage, info, None)
+            return info
+        stage_dir = self.path(stage)
+        if self.fs.exists(stage_dir):
+            self.fs.rm(stage_dir, recursive=True)
+        self.fs.makedirs(stage_dir, exist_ok=True)
+        started = time.perf_counter()
+        info = body(stage_dir)
+        self.timings[stage] = time.perf_counter() - started
+        write_json_atomic(stage_dir, DONE, info)
+        self.progress.stage(stage, info, self.timings[stage])
+        return info
+
+    def check_config(self, config: dict) -> None:
+        """Pin the build's configuration; a resume with another configuration is refused."""
+        self.fs.makedirs(self.work, exist_ok=True)
+        if self.fs.exists(f"{self.work}/config.json"):
+            if read_json(self.work, "config.json") != json.loads(canonical_json(config)):
+                raise UserError(
+                    f"{self.out} was started with another configuration; rerun with the same options or use --overwrite"
+                )
+        else:
+            write_json_atomic(self.work, "config.json", config)
+
+    def remove(self) -> None:
+        self.fs.rm(self.work, recursive=True)
+
+
+def prepare_output(out: str, resume: bool, overwrite: bool) -> None:
+    """Refuse to write into a non-empty OUT unless --resume or --overwrite says what to do."""
+    fs, base = fsspec.core.url_to_fs(out)
+    if fs.exists(base) and fs.ls(base):
+        if overwrite:
+            fs.rm(base, recursive=True)
+        elif not resume:
+            raise UserError(f"{out} exists and is not empty; use --resume to finish it or --overwrite to replace it")
+    fs.makedirs(base, exist_ok=True)
+

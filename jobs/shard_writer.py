@@ -1,0 +1,106 @@
+"""Writing an ordered Ray dataset as shards with exact row boundaries, one Ray task per shard.
+
+After the seeded sort, the dataset's blocks are in order. Their row counts give every row a
+global index, so shard k holds exactly rows [k*shard_rows, (k+1)*shard_rows) of its phase
+whatever Ray's block layout was. Each task fetches the slices of the blocks it needs,
+optionally tokenizes them, and writes its shard atomically. No stage gathers the data on
+the driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+import ray
+
+from curation.shards import ShardInfo, shard_name, write_shard
+
+LEADING_COLUMNS = ("id", "text", "input_ids")
+
+
+@dataclass(frozen=True)
+class BlockSpan:
+    ref: "ray.ObjectRef"
+    start: int
+    rows: int
+
+
+@ray.remote
+def _measure(table: pa.Table) -> tuple[int, pa.Schema]:
+    return table.num_rows, table.schema
+
+
+def ordered_blocks(ds: "ray.data.Dataset") -> tuple[list[BlockSpan], pa.Schema]:
+    """The blocks of an ordered dataset with their global start rows, and one schema for all."""
+    refs = ds.to_arrow_refs()
+    measured = ray.get([_measure.remote(ref) for ref in refs])
+    spans: list[BlockSpan] = []
+    start = 0
+    for ref, (rows, _) in zip(refs, measured):
+        if rows:
+            spans.append(BlockSpan(ref, start, rows))
+            start += rows
+    schemas = [schema for rows, schema in measured if rows]
+    schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
+    return spans, schema
+
+
+def canonical_schema(schema: pa.Schema, drop: tuple[str, ...] = ()) -> pa.Schema:
+    """Leading columns first, then regime columns and input metadata in name order."""
+    names = [name for name in schema.names if name not in drop]
+    order = [name for name in LEADING_COLUMNS if name in names] + sorted(n for n in names if n not in LEADING_COLUMNS)
+    return pa.schema([schema.field(name) for name in order])
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with exactly `schema`'s columns and types (missing columns become nulls)."""
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            columns.append(table.column(field.name).cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+@ray.remote
+def _write_shard_task(
+    slices: list[tuple["ray.ObjectRef", int, int]], schema: pa.Schema, tokenizer_json: str | None, root: str, relpath: str
+) -> ShardInfo:
+    from curation.tokenizer import encode_texts
+
+    parts = [conform(ray.get(ref).slice(offset, length), schema) for ref, offset, length in slices]
+    table = pa.concat_tables(parts) if parts else schema.empty_table()
+    if tokenizer_json is not None:
+        from tokenizers import Tokenizer
+
+        ids = encode_texts(Tokenizer.from_str(tokenizer_json), table.column("text").to_pylist())
+        input_ids = pa.array(ids, pa.list_(pa.int32()))
+        table = table.append_column("input_ids", input_ids)
+        table = table.select(canonical_schema(table.schema).names)
+    return write_shard(table, root, relpath)
+
+
+def write_range(
+    spans: list[BlockSpan],
+    schema: pa.Schema,
+    first_row: int,
+    end_row: int,
+    root: str,
+    folder: str,
+    shard_rows: int,
+    tokenizer_json: str | None = None,
+) -> list[ShardInfo]:
+    """Write global rows [first_row, end_row) as `folder/shard-XXXXX.arrow`, `shard_rows` rows each."""
+    tokenizer_ref = ray.put(tokenizer_json) if tokenizer_json is not None else None
+    pending = []
+    for index, shard_start in enumerate(range(first_row, end_row, shard_rows)):
+        shard_end = min(shard_start + shard_rows, end_row)
+        slices = []
+        for span in spans:
+            lo, hi = max(span.start, shard_start), min(span.start + span.rows, shard_end)
+            if lo < hi:
+                slices.append((span.ref, lo - span.start, hi - lo))
+        pending.append(_write_shard_task.remote(slices, schema, tokenizer_ref, root, f"{folder}/{shard_name(index)}"))
+    return ray.get(pending)
