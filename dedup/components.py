@@ -42,6 +42,8 @@ def partition_of(keys: np.ndarray, num_partitions: int) -> np.ndarray:
 
 @ray.remote
 def _split(table: pa.Table, key: str, num_partitions: int) -> tuple[pa.Table, ...] | pa.Table:
+    if table.num_rows == 0:  # Ray Data may hand over empty blocks without columns
+        return (table,) * num_partitions if num_partitions > 1 else table
     part = partition_of(table.column(key).to_numpy(), num_partitions)
     order = np.argsort(part, kind="stable")
     bounds = np.searchsorted(part[order], np.arange(num_partitions + 1))

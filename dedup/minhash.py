@@ -29,14 +29,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dedup.normalize import char_mode, normalize_texts
+from dedup.normalize import classify_bytes, normalize_texts
 
 MASK64 = (1 << 64) - 1
 # Polynomial base for unit hashes (odd, so invertible modulo 2**64) and its inverse.
 BASE = 0x100000001B3
 BASE_INV = pow(BASE, -1, 1 << 64)
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-SPACE = 0x20
 # Text per vectorised pass: bounds the per-byte work arrays (~50 bytes per text byte).
 CHUNK_BYTES = 1 << 20
 # Shingles per MinHash matrix: num_perm x CHUNK_SHINGLES uint32 (4 MiB at 128 permutations).
@@ -105,20 +104,21 @@ def _powers(base: int, count: int) -> np.ndarray:
     return np.cumprod(powers, dtype=np.uint64)
 
 
-def _units(data: np.ndarray, offsets: np.ndarray, chars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end byte of every unit: words (between spaces) or, in character mode, UTF-8 characters."""
-    n_bytes = len(data)
+def _units(
+    offsets: np.ndarray, char_start: np.ndarray, separator: np.ndarray, char_mode: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end byte of every unit: words (runs of non-separators) or, in character mode,
+    single non-separator characters."""
+    n_bytes = len(separator)
     lengths = np.diff(offsets)
-    space = data == SPACE
     word_start = np.empty(n_bytes, bool)
     word_start[0] = True
-    word_start[1:] = space[:-1]
+    word_start[1:] = separator[:-1]
     word_start[offsets[:-1][lengths > 0]] = True
-    char_start = (data & 0xC0) != 0x80
-    is_start = ~space & np.where(np.repeat(chars, lengths), char_start, word_start)
-    # A unit ends at the next unit start, space or document end, whichever comes first.
+    is_start = ~separator & np.where(np.repeat(char_mode, lengths), char_start, word_start)
+    # A unit ends at the next unit start, separator or document end, whichever comes first.
     boundary = np.zeros(n_bytes + 1, bool)
-    boundary[:n_bytes] = is_start | space
+    boundary[:n_bytes] = is_start | separator
     boundary[offsets[1:]] = True
     breaks = np.flatnonzero(boundary)
     break_is_start = np.zeros(len(breaks), bool)
@@ -169,7 +169,7 @@ def _shingle_chunk(texts: pa.Array, ngram_size: int) -> ShingleSets:
     data, offsets = _string_buffer(normalized)
     if len(data) == 0:
         return ShingleSets(np.zeros(0, np.uint64), np.zeros(len(texts) + 1, np.int64))
-    starts, ends = _units(data, offsets, char_mode(normalized))
+    starts, ends = _units(offsets, *classify_bytes(data, offsets))
     unit_offsets = np.searchsorted(starts, offsets).astype(np.int64)
     return _ngram_hashes(_unit_hashes(data, starts, ends), unit_offsets, ngram_size)
 
