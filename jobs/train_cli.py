@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -73,7 +74,8 @@ def train_command(
         from trainer.train import train
 
         result = train(config, data, output, resume=resume)
-    typer.echo(f"done: iteration {result.iteration}, loss {result.last_loss:.4f}, checkpoint {result.checkpoint}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(f"done: iteration {result.iteration}, loss {result.last_loss:.4f}, checkpoint {result.checkpoint}")
 
 
 def _train_signature() -> inspect.Signature:

@@ -89,10 +89,12 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder from either itself or its run folder (then the newest)."""
+    """A checkpoint folder from itself, its run folder or the run's checkpoints folder (the newest)."""
     path = Path(path)
     if (path / STATE_FILE).exists():
         return path
+    if (path / LATEST).exists():
+        path = path.parent
     latest = latest_checkpoint(path)
     if latest is None:
         raise UserError(f"{path} is neither a checkpoint folder nor a run with checkpoints")

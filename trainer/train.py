@@ -70,6 +70,7 @@ class Workers:
     rank: int
     world_size: int
     device: torch.device
+    started_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -78,13 +79,14 @@ class Workers:
 
 def join_workers(device: torch.device | None = None) -> Workers:
     """Use the process group Ray Train made, start torchrun's, or run alone."""
-    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    started = not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if started:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     if device is None:
         cuda = torch.cuda.is_available()
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
     if dist.is_initialized():
-        return Workers(dist.get_rank(), dist.get_world_size(), device)
+        return Workers(dist.get_rank(), dist.get_world_size(), device, started)
     return Workers(0, 1, device)
 
 
@@ -262,6 +264,8 @@ def train(
             break
     if dist.is_initialized():
         dist.barrier()
+    if workers.started_group:
+        dist.destroy_process_group()
     return run_result(output)
 
 
