@@ -88,6 +88,8 @@ def _no_data(axis, what: str) -> None:
 
 def _line_panels(builds: list[Build], points_of, axes_setup: dict, what: str, marker: str | None = "o") -> str:
     """One panel per section, one line per build; `points_of(section) -> [(x, y), ...]`."""
+    from matplotlib.ticker import NullFormatter
+
     figure, axes = _figure(len(SECTIONS))
     for axis, name in zip(axes, SECTIONS):
         drawn = False
@@ -97,6 +99,7 @@ def _line_panels(builds: list[Build], points_of, axes_setup: dict, what: str, ma
                 axis.plot(*zip(*points), marker=marker, color=_colour(index), label=build.label, linewidth=1.6)
                 drawn = True
         axis.set(title=name, **axes_setup)
+        axis.xaxis.set_minor_formatter(NullFormatter())
         axis.grid(True, alpha=0.3)
         if drawn:
             axis.legend(fontsize=8)
@@ -140,23 +143,37 @@ def plot_tail_mass(builds: list[Build]) -> str:
     return _line_panels(builds, points, setup, "unigram counts")
 
 
-def plot_cluster_sizes(builds: list[Build]) -> str:
-    figure, axes = _figure(len(SECTIONS))
+def _grouped_bars(axis, builds: list[Build], histogram_of, log: bool = True) -> bool:
+    """Bars of `histogram_of(build) -> {size: count}` grouped by size, one colour per build."""
     width = 0.8 / max(1, len(builds))
-    for axis, name in zip(axes, SECTIONS):
-        sizes = sorted({int(s) for b in builds for s in section(b, name).get("cluster_size_histogram", {})})
-        for index, build in enumerate(builds):
-            histogram = section(build, name).get("cluster_size_histogram", {})
-            heights = [histogram.get(str(size), 0) for size in sizes]
-            positions = [i + (index - (len(builds) - 1) / 2) * width for i in range(len(sizes))]
-            axis.bar(positions, heights, width=width, color=_colour(index), label=build.label)
-        axis.set_xticks(range(len(sizes)), [str(s) for s in sizes])
-        axis.set(title=name, xlabel="copies per distinct document", ylabel="distinct documents (log)")
+    sizes = sorted({int(size) for build in builds for size in histogram_of(build)})
+    for index, build in enumerate(builds):
+        histogram = histogram_of(build)
+        heights = [histogram.get(str(size), 0) for size in sizes]
+        positions = [i + (index - (len(builds) - 1) / 2) * width for i in range(len(sizes))]
+        axis.bar(positions, heights, width=width, color=_colour(index), label=build.label)
+    axis.set_xticks(range(len(sizes)), [str(size) for size in sizes])
+    if log:
         axis.set_yscale("log")
-        if sizes:
-            axis.legend(fontsize=8)
-        else:
+    if sizes:
+        axis.legend(fontsize=8)
+    return bool(sizes)
+
+
+def _near_clusters(build: Build) -> dict:
+    return build.stats.get("dedup", {}).get("near", {}).get("cluster_size_histogram") or {}
+
+
+def plot_cluster_sizes(builds: list[Build]) -> str:
+    figure, axes = _figure(len(SECTIONS) + 1)
+    for axis, name in zip(axes, SECTIONS):
+        if not _grouped_bars(axis, builds, lambda b: section(b, name).get("cluster_size_histogram") or {}):
             _no_data(axis, "document hashes")
+        axis.set(title=f"shards, {name}", xlabel="copies per distinct document", ylabel="distinct documents (log)")
+    near = axes[-1]
+    if not _grouped_bars(near, builds, _near_clusters, log=False):
+        _no_data(near, "near-duplicate clusters")
+    near.set(title="dedup stage: near-duplicate clusters", xlabel="documents per cluster", ylabel="clusters")
     return _svg(figure)
 
 
@@ -182,7 +199,7 @@ def _stacked_shares(builds: list[Build], key: str, what: str) -> str:
         if not categories:
             _no_data(axis, what)
     if categories:
-        axes[-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        axes[-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.06, 0.5))
     return _svg(figure)
 
 
@@ -240,8 +257,10 @@ PLOTS = (
     (
         "Copies per distinct document",
         plot_cluster_sizes,
-        "How many distinct documents occur once, twice, ... in the shards (exact text match). A "
-        "deduplicated build has a single bar at 1; regime C's phase 1 has every distinct document at 10 copies.",
+        "Left and middle: how many distinct documents occur once, twice, ... in the shards (exact text "
+        "match). A deduplicated build has a single bar at 1; regime C's phase 1 has every distinct document at "
+        "10 copies. Right: sizes of the near-duplicate clusters the dedup stage collapsed to one document each "
+        "(derived builds inherit their source's).",
     ),
     (
         "Distinct n-grams",
