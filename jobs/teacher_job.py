@@ -39,6 +39,7 @@ EMPTY_RESPONSES = pa.table(
         "row": pa.array([], pa.int64()),
         "language": pa.array([], pa.string()),
         "generated_text": pa.array([], pa.string()),
+        "generated_tokens": pa.array([], pa.int64()),
         "truncated": pa.array([], pa.bool_()),
         "error": pa.array([], pa.string()),
     }
@@ -171,6 +172,7 @@ def rewritten_shard(source: pa.Table, responses: pa.Table, tokenizer, config: Te
         "tokens_before": int(pc.sum(original_tokens).as_py() or 0),
         "tokens_after": int(pc.sum(pc.list_value_length(table.column("input_ids"))).as_py() or 0),
         "languages": dict(Counter(languages.to_pylist())),
+        "generated_tokens": int(pc.sum(responses.column("generated_tokens")).as_py() or 0),
     }
     return table, stats
 
@@ -192,6 +194,7 @@ def summarize(shard_stats: list[dict], config: TeacherConfig) -> dict:
         "dropped": dropped,
         "tokens_before": sum(s["tokens_before"] for s in shard_stats),
         "tokens_after": sum(s["tokens_after"] for s in shard_stats),
+        "generated_tokens": sum(s["generated_tokens"] for s in shard_stats),
         "languages": dict(sorted(languages.items())),
         "prompt_variants": dict(sorted(prompt_variants.items())),
         "teacher": {"backend": config.backend, "model": config.model, "on_failure": config.on_failure},

@@ -168,6 +168,7 @@ def test_every_document_is_rewritten_or_kept_with_its_status(ray_local, teacher_
     assert stats["status_counts"] == {"rewritten": 5, "unparseable": 1, "truncated": 1, "error": 2}
     assert stats["dropped"] == {"rewritten": 0, "unparseable": 0, "truncated": 0, "error": 0}
     assert stats["languages"] == {"en": 8, "zh": 1}
+    assert stats["generated_tokens"] == 7  # the server's usage says 1 per answer; errors have none
     assert stats["prompt_variants"] == {"en": 8, "zh": 1}
     assert stats["tokens_before"] == sum(info.tokens for info in [shard_info(source_root, p) for p in relpaths])
     assert stats["tokens_after"] == sum(info.tokens for info in infos) > stats["tokens_before"]

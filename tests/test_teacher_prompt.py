@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import subprocess
@@ -126,3 +128,31 @@ def test_cli_rejects_an_unknown_prompt_language_in_one_line():
     result = curate("teacher", "prompt", "--lang", "fr")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["curate: error: --lang must be one of en, zh, got 'fr'"]
+
+
+def test_plan_estimates_tokens_and_gpu_hours_from_raw_input(tmp_path):
+    from curation.tokenizer import encode_texts, save_tokenizer, train_bpe
+
+    texts = ["The cat sat on the mat. " * 4, "def add(a, b):\n    return a + b\n", "学而时习之，不亦说乎？", "有朋自远方来，不亦乐乎？"]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": str(i), "text": t}, ensure_ascii=False) + "\n" for i, t in enumerate(texts)))
+    tokenizer = train_bpe(texts, 300)
+    save_tokenizer(tokenizer, str(tmp_path / "tokenizer.json"))
+
+    result = curate("plan", "--regime", "D", "--input", str(corpus), "--tokenizer", str(tmp_path / "tokenizer.json"),
+                    "--tokens-per-second", "100")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    document_tokens = sum(len(ids) for ids in encode_texts(tokenizer, texts))
+    assert plan["documents"] == 2  # phase 1 is half of the input
+    assert plan["languages"] == {"en": 1, "zh": 1}
+    assert plan["generated_tokens"] > document_tokens / 2
+    assert plan["prompt_tokens"] > plan["generated_tokens"]
+    assert plan["max_generated_tokens"] == math.ceil(sum(TeacherConfig().max_tokens(t) for t in texts) / 2)
+    assert plan["gpu_hours"] == round(plan["generated_tokens"] / 100 / 3600, 3)
+
+
+def test_plan_refuses_other_regimes_in_one_line(tmp_path):
+    result = curate("plan", "--regime", "C", "--input", str(tmp_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["curate: error: curate plan estimates the teacher of regime D; regime C has no teacher"]

@@ -34,8 +34,8 @@ class ChatCompletions:
         )
         self.pool = ThreadPoolExecutor(max_workers=config.concurrency)
 
-    def request(self, prompt: str, max_tokens: int, seed: int) -> tuple[str, bool, str]:
-        """(generated text, truncated, error) of one document."""
+    def request(self, prompt: str, max_tokens: int, seed: int) -> tuple[str, int, bool, str]:
+        """(generated text, generated tokens, truncated, error) of one document."""
         extra_body = {"top_k": self.config.top_k, "min_p": self.config.min_p}
         if self.config.structured_output:
             extra_body["structured_outputs"] = {"regex": self.config.structured_output}
@@ -50,13 +50,14 @@ class ChatCompletions:
                 extra_body=extra_body,
             )
             choice = completion.choices[0]
-            return choice.message.content or "", choice.finish_reason == "length", ""
+            generated = completion.usage.completion_tokens if completion.usage else 0
+            return choice.message.content or "", generated, choice.finish_reason == "length", ""
         except Exception as error:  # every failure of one request is recorded on its row
-            return "", False, f"{type(error).__name__}: {error}"
+            return "", 0, False, f"{type(error).__name__}: {error}"
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        answers = list(
-            self.pool.map(
+        texts, generated, truncated, errors = zip(
+            *self.pool.map(
                 self.request,
                 batch.column("prompt").to_pylist(),
                 batch.column("max_tokens").to_pylist(),
@@ -68,9 +69,10 @@ class ChatCompletions:
                 "shard": batch.column("shard"),
                 "row": batch.column("row"),
                 "language": batch.column("language"),
-                "generated_text": pa.array([text for text, _, _ in answers], pa.string()),
-                "truncated": pa.array([truncated for _, truncated, _ in answers], pa.bool_()),
-                "error": pa.array([error for _, _, error in answers], pa.string()),
+                "generated_text": pa.array(texts, pa.string()),
+                "generated_tokens": pa.array(generated, pa.int64()),
+                "truncated": pa.array(truncated, pa.bool_()),
+                "error": pa.array(errors, pa.string()),
             }
         ).select(RESPONSE_COLUMNS)
 

@@ -2,14 +2,15 @@
 
 A request row: `shard`, `row` (position in its shard), `language`, `prompt` (the whole
 user message), `max_tokens`, `seed`. A response row keeps `shard`, `row` and `language`
-and adds `generated_text`, `truncated` (stopped by `max_tokens`) and `error` ("" if none).
+and adds `generated_text`, `generated_tokens` (in the teacher's tokenizer), `truncated`
+(stopped by `max_tokens`) and `error` ("" if none).
 """
 
 from __future__ import annotations
 
 import xxhash
 
-RESPONSE_COLUMNS = ["shard", "row", "language", "generated_text", "truncated", "error"]
+RESPONSE_COLUMNS = ["shard", "row", "language", "generated_text", "generated_tokens", "truncated", "error"]
 # The light stages around a teacher (requests, chat template, responses) reserve this much
 # CPU each, so they fit beside a CPU engine on a two-core machine instead of starving it
 # of its placement group.

@@ -64,6 +64,7 @@ def engine_response(row: dict) -> dict:
         "row": row["row"],
         "language": row["language"],
         "generated_text": "" if error else str(row.get("generated_text") or ""),
+        "generated_tokens": generated,
         "truncated": not error and generated >= int(row["max_tokens"]),
         "error": str(error),
     }
