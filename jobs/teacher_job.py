@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curation.detect import detect_language
+from curation.errors import UserError
 from curation.manifest import read_json, write_json_atomic
 from curation.shards import ShardInfo, read_shard, shard_info, write_shard
 from curation.teacher.config import TeacherConfig
@@ -61,11 +62,15 @@ def is_finished(out_root: str, relpath: str) -> bool:
     return _exists(out_root, shard_stats_name(relpath)) and _exists(out_root, relpath)
 
 
-def count_rows(root: str, relpath: str) -> int:
-    """Rows of a shard, read from the Arrow file's footer and batch headers."""
+def source_rows(root: str, relpath: str) -> int:
+    """Rows of a source shard (from the Arrow footer), refusing one that has D's columns already."""
     fs, base = fsspec.core.url_to_fs(root)
     with fs.open(f"{base.rstrip('/')}/{relpath}", "rb") as handle:
-        return pa.ipc.open_file(handle).count_rows()
+        reader = pa.ipc.open_file(handle)
+        taken = [name for name in REGIME_COLUMNS if name in reader.schema.names]
+        if taken:
+            raise UserError(f"{relpath} already has column(s) {', '.join(taken)} that regime D writes")
+        return reader.count_rows()
 
 
 class ShardRequests:
@@ -147,8 +152,7 @@ def rewritten_shard(source: pa.Table, responses: pa.Table, tokenizer, config: Te
         ids_type = pa.list_(pa.int32())
     languages = responses.column("language")
 
-    table = source.drop_columns([name for name in REGIME_COLUMNS if name in source.column_names])
-    table = table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
+    table = source.set_column(source.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
     input_ids = pa.array(encode_texts(tokenizer, texts), ids_type)
     if "input_ids" in table.column_names:
         table = table.set_column(table.schema.get_field_index("input_ids"), "input_ids", input_ids)
@@ -221,7 +225,7 @@ def rewrite_phase1(
     pending = [relpath for relpath in source_shards if not is_finished(out_root, relpath)]
     if pending:
         tokenizer = load_tokenizer(tokenizer_path)
-        expected_rows = {relpath: count_rows(source_root, relpath) for relpath in pending}
+        expected_rows = {relpath: source_rows(source_root, relpath) for relpath in pending}
         to_teacher = [relpath for relpath in pending if expected_rows[relpath] > 0]
         answered = (
             complete_shards(teacher_responses(source_root, to_teacher, config), expected_rows) if to_teacher else []

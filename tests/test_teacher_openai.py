@@ -18,7 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pyarrow as pa
 import pytest
 
-from curation.shards import read_shard, shard_info
+from curation.errors import UserError
+from curation.shards import read_shard, shard_info, write_shard
 from curation.teacher.config import TeacherConfig
 from jobs.teacher_job import rewrite_phase1, shard_stats_name
 from tiny_qwen3 import write_source_shards
@@ -247,3 +248,14 @@ def test_an_empty_shard_is_written_without_asking_the_teacher(ray_local, teacher
     assert teacher_server.requests == []
     assert infos[0].rows == 0 and stats["rows_in"] == stats["rows_out"] == 0
     assert read_shard(out, relpaths[0]).column_names[-3:] == ["rewrite_status", "language", "original_tokens"]
+
+
+def test_a_source_that_already_has_ds_columns_is_refused_before_any_request(teacher_server, tmp_path):
+    source_root = str(tmp_path / "A")
+    table = pa.table({"id": ["a"], "text": ["Bonjour."], "language": ["fr"]})
+    write_shard(table, source_root, "phase-1/shard-00000.arrow")
+    write_source_shards(str(tmp_path / "tok"), [["x"]])
+    with pytest.raises(UserError, match="already has column"):
+        rewrite_phase1(source_root, ["phase-1/shard-00000.arrow"], str(tmp_path / "D"),
+                       str(tmp_path / "tok" / "tokenizer.json"), config_for(teacher_server))
+    assert teacher_server.requests == []
