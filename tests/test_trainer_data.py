@@ -8,7 +8,6 @@ import pytest
 from curation.shards import read_shard
 from test_trainer_support import make_build, stdlib_documents
 from trainer.data import load_packed_phases
-from trainer.export import export_megatron
 
 SEQ = 32
 
@@ -63,10 +62,26 @@ def test_order_is_a_pure_function_of_seed_and_sample_index(build):
     assert not np.array_equal(one.batch(range(0, 16)), other.batch(range(0, 16)))
 
 
+def test_a_build_behind_an_fsspec_url_reads_the_same(build):
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    memory.put(str(build), f"/{build.name}", recursive=True)
+    local, _ = load_packed_phases(str(build), SEQ, 64, seed=3)
+    remote, _ = load_packed_phases(f"memory://{build.name}", SEQ, 64, seed=3)
+    assert np.array_equal(local.batch(range(0, 64)), remote.batch(range(0, 64)))
+
+
 def test_megatron_export_reads_back_with_megatron_core(build, tmp_path):
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
+
     indexed = pytest.importorskip("megatron.core.datasets.indexed_dataset")
-    prefixes = export_megatron(str(build), str(tmp_path / "megatron" / "corpus"))
-    assert [p.rsplit("/", 1)[1] for p in prefixes] == ["corpus_phase-1_text_document", "corpus_phase-2_text_document"]
+    prefix = tmp_path / "megatron" / "corpus"
+    result = CliRunner().invoke(app, ["export", "megatron", str(build), "--output", str(prefix)])
+    assert result.exit_code == 0, result.output
+    prefixes = [f"{prefix}_phase-1_text_document", f"{prefix}_phase-2_text_document"]
     for prefix, name in zip(prefixes, ("phase-1", "phase-2")):
         documents, eod = phase_documents(build, name)
         dataset = indexed.IndexedDataset(prefix)

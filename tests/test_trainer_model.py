@@ -68,11 +68,15 @@ def test_megatron_flops_convention():
 def test_hf_export_gives_the_same_logits(tmp_path, untied):
     transformers = pytest.importorskip("transformers")
     run = tiny_run(tmp_path, {"untie_embeddings_and_output_weights": untied})
+    from typer.testing import CliRunner
+
+    from jobs.cli import app
     from trainer.checkpoint import read_state, resolve_checkpoint
     from trainer.config import TrainConfig
-    from trainer.export import export_hf
 
-    exported = export_hf(run, tmp_path / "hf")
+    exported = tmp_path / "hf"
+    result = CliRunner().invoke(app, ["export", "hf", str(run / "checkpoints"), "--output", str(exported)])
+    assert result.exit_code == 0, result.output
     checkpoint = resolve_checkpoint(run)
     saved = read_state(checkpoint)["config"]
     config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})

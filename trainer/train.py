@@ -17,10 +17,10 @@ exactly the mean over all tokens of the global batch.
 from __future__ import annotations
 
 import dataclasses
-from contextlib import nullcontext
 import json
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
