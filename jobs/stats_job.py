@@ -14,6 +14,7 @@ import re
 import fsspec
 import pyarrow as pa
 
+from curation.errors import UserError
 from curation.manifest import read_json, write_json_atomic
 from curation.shards import read_shard
 from curation.stats import CoveragePartial, finalize, merge_count_tables, merge_partials, table_partial, table_unigrams
@@ -94,6 +95,24 @@ def _on_ray(function, root: str, relpaths: list[str]) -> list:
     return ray.get([task.remote(root, relpath) for relpath in relpaths])
 
 
+def _read_bytes(root: str, name: str) -> bytes | None:
+    fs, base = fsspec.core.url_to_fs(root)
+    path = f"{base.rstrip('/')}/{name}"
+    return fs.cat_file(path) if fs.exists(path) else None
+
+
+def check_reference(out: str, reference: str, reference_paths: list[str]) -> None:
+    """A reference must have shards and share the build's tokenizer, or its ranking means nothing here."""
+    if not reference_paths:
+        raise UserError(f"the reference build {reference} has no phase-*/shard-*.arrow files")
+    ours, theirs = _read_bytes(out, "tokenizer.json"), _read_bytes(reference, "tokenizer.json")
+    if ours is not None and theirs is not None and ours != theirs:
+        raise UserError(
+            f"{out} and the reference {reference} use different tokenizers; tail mass and JS divergence "
+            "compare token ids, so the reference must be from the same family of builds"
+        )
+
+
 def _near_duplicate_rate(dedup: dict) -> float | None:
     """Near duplicates removed among the documents that reached near de-duplication."""
     near = dedup.get("near_duplicates")
@@ -116,6 +135,7 @@ def compute_build_stats(
         reference_unigrams = overall.unigrams
     else:
         reference_paths = [p for paths in discover_phases(reference).values() for p in paths]
+        check_reference(out, reference, reference_paths)
         reference_unigrams = merge_count_tables(_on_ray(shard_unigrams, reference, reference_paths))
     near_rate = _near_duplicate_rate(dedup)
     return {

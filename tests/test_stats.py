@@ -224,3 +224,17 @@ def test_code_language_detection(language):
 )
 def test_prose_is_not_code(text):
     assert detect_code_language(text) is None
+
+
+def test_reference_must_share_the_tokenizer(stats_builds, tmp_path):
+    from curation.errors import UserError
+    from jobs.stats_job import compute_build_stats
+
+    folder = stats_builds["D"][0]
+    other = tmp_path / "other"
+    write_shard(pa.table({"id": ["x"], "text": ["y"]}), str(other), "phase-1/shard-00000.arrow")
+    (other / "tokenizer.json").write_text("{}")
+    with pytest.raises(UserError, match="different tokenizers"):
+        compute_build_stats(folder, {}, str(other))
+    with pytest.raises(UserError, match="has no phase"):
+        compute_build_stats(folder, {}, str(tmp_path / "missing"))
