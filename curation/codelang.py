@@ -43,7 +43,7 @@ _MARKERS: dict[str, list[tuple[str, float]]] = {
         (r"^\s*template\s*<", 4),
         (r"^\s*namespace \w+\s*\{?", 3),
         (r"\b(public|private|protected):\s*$", 2),
-        (r"\w+::\w+\s*\(", 1),
+        (r"(?<=\w)::\w+\s*\(", 1),
     ],
     "java": [
         (r"^\s*package [\w.]+;\s*$", 6),
@@ -94,7 +94,7 @@ _MARKERS: dict[str, list[tuple[str, float]]] = {
     "go": [
         (r"^package \w+\s*$", 3),
         (r"^\s*func (\(.*\) )?\w+\(.*\)", 4),
-        (r"\w+\s*:=\s*", 1.5),
+        (r"(?<=\w)\s*:=", 1.5),
         (r"\bfmt\.\w+\(", 3),
         (r"^import \($|^import \"[\w/.]+\"", 4),
     ],
@@ -103,7 +103,7 @@ _MARKERS: dict[str, list[tuple[str, float]]] = {
         (r"\blet mut \w+", 3),
         (r"^\s*(pub )?(struct|enum|trait|impl)\b.*\{\s*$", 2),
         (r"^\s*use (std|crate|super)::", 4),
-        (r"\w+!\(", 1),
+        (r"(?<=\w)!\(", 1),
     ],
     "ruby": [
         (r"^\s*def \w+[?!]?(\(.*\))?\s*$", 3),
@@ -123,6 +123,10 @@ _CODE_LINE = re.compile(
     r"|(def|class|if|for|while|elif|else|try|except|with)\b.*:\s*$|[\w.\[\]'\"]+\s*[-+*/|&.]?=\s*\S|[\w.]+\(.*\)\s*$"
     r"|(return|import|from|use|my|sub|fi|done|esac|then|do|else|var|let|const|function|package|public|private"
     r"|echo|exit|export|local|raise|assert|yield|pass|break|continue)\b)"
+)
+# Licence headers and other comments at the top of a file say nothing about its language.
+_LEADING_COMMENTS = re.compile(
+    r"\A(?:\s*(?:/\*.*?\*/|//[^\n]*|#(?!!|\s*(?:include|define|if|ifdef|ifndef|pragma)\b)[^\n]*))*", re.DOTALL
 )
 _COMMENT_LINE = re.compile(r"^\s*(//|/\*|\*|#(?!\s*(include|define|if|ifdef|ifndef|endif|else|undef|pragma)\b|!))")
 
@@ -147,7 +151,8 @@ def language_scores(text: str) -> dict[str, float]:
 
 def detect_code_language(text: str) -> str | None:
     """The programming language of `text`, or None for prose and other non-code text."""
-    sample = text[:_SAMPLE_CHARS]
+    start = _LEADING_COMMENTS.match(text).end()
+    sample = text[start : start + _SAMPLE_CHARS]
     if code_line_share(sample) < _MIN_CODE_LINE_SHARE:
         return None
     scores = language_scores(sample)
