@@ -165,6 +165,12 @@ def _cluster_sizes(table: pa.Table) -> Counter:
 
 
 @ray.remote
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """A block with exactly these columns and types (Ray Data may hand over empty blocks without any)."""
+    return table.select(schema.names).cast(schema) if table.num_rows else schema.empty_table()
+
+
+@ray.remote
 def _doc_keys(table: pa.Table) -> pa.Table:
     """What the keep policies rank by: id, length in characters, input position (the node)."""
     length = pc.fill_null(pc.utf8_length(table.column("text")), 0)
@@ -200,7 +206,7 @@ def near_duplicates(ds: "ray.data.Dataset", config: NearDedupConfig) -> tuple["r
     layout = config.layout()
     partitions = config.num_partitions
     docs = ds.select_columns(DOC_SCHEMA.names).materialize()
-    doc_refs = docs.to_arrow_refs()
+    doc_refs = [_conform.remote(ref, DOC_SCHEMA) for ref in docs.to_arrow_refs()]
     band_refs = docs.map_batches(
         _band_rows, fn_kwargs={"config": config, "layout": layout}, batch_format="pyarrow"
     ).to_arrow_refs()

@@ -175,3 +175,11 @@ def test_config_is_checked():
         NearDedupConfig(threshold=1.0)
     with pytest.raises(ValueError):
         NearDedupConfig(bands=4).layout()
+
+
+def test_empty_input(ray_local):
+    empty = corpus_table().slice(0, 0)
+    pairs, stats = run(empty, CONFIG, blocks=1)
+    assert pairs == []
+    assert stats["documents"] == stats["near_duplicates"] == stats["candidate_pairs"] == 0
+    assert stats["cluster_size_histogram"] == {}
