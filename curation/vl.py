@@ -190,7 +190,8 @@ def encode_record(record: dict) -> tuple[str, list[bytes]]:
     """JSON text (key order kept) plus the record's `bytes` values, which JSON cannot hold.
 
     A bytes value becomes `{"$vl_blob": i}`; a real key starting with `$vl` is escaped by one more
-    `$vl` prefix, so no record can be mistaken for a blob reference.
+    `$vl` prefix, so no record can be mistaken for a blob reference. Values JSON or Arrow cannot
+    hold (NaN, tuples, dates, lone surrogates) raise ShapeError with a reason code.
     """
     blobs: list[bytes] = []
 
@@ -208,7 +209,12 @@ def encode_record(record: dict) -> tuple[str, list[bytes]]:
             return value
         raise ShapeError("unsupported_value_type")
 
-    return json.dumps(encode(record), ensure_ascii=False), blobs
+    text = json.dumps(encode(record), ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ShapeError("invalid_utf8") from None
+    return text, blobs
 
 
 def decode_record(text: str, blobs: list[bytes]) -> dict:

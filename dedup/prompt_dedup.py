@@ -34,6 +34,7 @@ DEFAULT_PRECEDENCE = ("user", "system", "caption", "metadata", "ocr")
 
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
 _TOKEN = re.compile(rf"[{_CJK}]|[^\s{_CJK}]+")
+_WIDE = re.compile(rf"[{_CJK}\u3000-\u303f\uff01-\uff60\uffe0-\uffe6]")
 _PLACEHOLDER = re.compile(r"<image(?:_\d+)?>|<\|image(?:_pad)?\|>|<img>")
 _SENTENCE = re.compile(r"\S.*?(?:[.!?…]+[\"'”’)\]]*(?=\s|$)|[。！？]+[”」』]*|$)")
 _EDGE_PUNCTUATION = string.punctuation + string.whitespace + "。！？，、；：“”‘’「」『』（）…"
@@ -71,7 +72,8 @@ def normalize_segment(text: str) -> str:
 
 
 def display_width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
+    """Terminal columns: CJK and full-width characters take two."""
+    return len(text) + len(_WIDE.findall(text))
 
 
 def _sentences(text: str, offset: int) -> list[Segment]:
@@ -114,28 +116,35 @@ def _field_rank(name: str, first_seen: int, config: PromptDedupConfig) -> tuple[
     return (listed, first_seen)
 
 
+def _plan(names: Sequence[str], segmented: Sequence[list[Segment]], config: PromptDedupConfig) -> list[list[bool]]:
+    """Which segments are copies to remove, given each text's field name and segments."""
+    fields_of_key: dict[str, dict[str, int]] = {}
+    first_seen: dict[str, int] = {}
+    long_enough: dict[str, bool] = {}
+    for index, (name, segments) in enumerate(zip(names, segmented)):
+        first_seen.setdefault(name, index)
+        for segment in segments:
+            if segment.key not in long_enough:
+                long_enough[segment.key] = is_instruction_long(segment, config)
+            if long_enough[segment.key]:
+                fields_of_key.setdefault(segment.key, {}).setdefault(name, index)
+    canonical = {
+        key: min(holders, key=lambda name: _field_rank(name, first_seen[name], config))
+        for key, holders in fields_of_key.items()
+        if len(holders) > 1
+    }
+    return [
+        [segment.key in canonical and canonical[segment.key] != name for segment in segments]
+        for name, segments in zip(names, segmented)
+    ]
+
+
 def find_removals(fields: Sequence[tuple[str, str]], config: PromptDedupConfig) -> list[list[bool]]:
     """For each (field name, text), which of its segments are copies to remove.
 
     Several texts may share a field name (all user turns are the field "user").
     """
-    segmented = [segment_text(text) for _, text in fields]
-    fields_of_key: dict[str, dict[str, int]] = {}
-    first_seen: dict[str, int] = {}
-    for index, ((name, _), segments) in enumerate(zip(fields, segmented)):
-        first_seen.setdefault(name, index)
-        for segment in segments:
-            if is_instruction_long(segment, config):
-                fields_of_key.setdefault(segment.key, {}).setdefault(name, index)
-    canonical = {
-        key: min(names, key=lambda name: _field_rank(name, first_seen[name], config))
-        for key, names in fields_of_key.items()
-        if len(names) > 1
-    }
-    return [
-        [segment.key in canonical and canonical[segment.key] != name for segment in segments]
-        for (name, _), segments in zip(fields, segmented)
-    ]
+    return _plan([name for name, _ in fields], [segment_text(text) for _, text in fields], config)
 
 
 def remove_segments(text: str, segments: Sequence[Segment], remove: Sequence[bool]) -> str:
@@ -196,16 +205,15 @@ def count_duplicate_segments(fields: Sequence[tuple[str, str]], config: PromptDe
     return sum(sum(flags) for flags in find_removals(fields, config))
 
 
-def _real_segments(text: str) -> list[Segment]:
-    return [segment for segment in segment_text(text) if not segment.placeholder]
-
-
 def dedup_texts(fields: Sequence[tuple[str, str]], config: PromptDedupConfig) -> tuple[list[str], RecordStats]:
     """De-duplicate the prompt texts of one record; returns the new texts (same order) and stats."""
+    names = [name for name, _ in fields]
+    segmented = [segment_text(text) for _, text in fields]
+    removals = _plan(names, segmented, config)
     per_field: dict[str, FieldStats] = {}
     new_texts = []
-    for (name, text), remove in zip(fields, find_removals(fields, config)):
-        segments = segment_text(text)
+    segmented_after = []
+    for name, (_, text), segments, remove in zip(names, fields, segmented, removals):
         field_stats = per_field.setdefault(name, FieldStats())
         for segment, drop in zip(segments, remove):
             if segment.placeholder:
@@ -215,16 +223,17 @@ def dedup_texts(fields: Sequence[tuple[str, str]], config: PromptDedupConfig) ->
             if drop:
                 field_stats.duplicate_segments += 1
                 field_stats.removed_tokens += segment.tokens
-        new_texts.append(remove_segments(text, segments, remove))
+        new_text = remove_segments(text, segments, remove)
+        new_texts.append(new_text)
+        segmented_after.append(segment_text(new_text) if new_text != text else segments)
     prompt = FieldStats()
     for field_stats in per_field.values():
         prompt.add(field_stats)
-    after = [(name, text) for (name, _), text in zip(fields, new_texts)]
     return new_texts, RecordStats(
         prompt=prompt,
         fields=per_field,
-        segments_after=sum(len(_real_segments(text)) for _, text in after),
-        duplicate_segments_after=count_duplicate_segments(after, config),
+        segments_after=sum(not s.placeholder for segments in segmented_after for s in segments),
+        duplicate_segments_after=sum(sum(flags) for flags in _plan(names, segmented_after, config)),
     )
 
 

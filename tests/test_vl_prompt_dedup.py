@@ -210,7 +210,11 @@ def test_record_codec_round_trips_bytes_and_reserved_keys():
     assert blobs == [b"\x89PNG\r\n\x1a\n\x00\xff"]
     back = decode_record(text, blobs)
     assert back == record and list(back) == list(record)
-    for bad in ({"user": "x", "score": float("nan")}, {"user": "x", "pair": (1, 2)}):
+    for bad, reason in (
+        ({"user": "x", "score": float("nan")}, "unsupported_value_type"),
+        ({"user": "x", "pair": (1, 2)}, "unsupported_value_type"),
+        (json.loads('{"user": "lone \\ud800 surrogate"}'), "invalid_utf8"),
+    ):
         with pytest.raises(ShapeError) as raised:
             encode_record(bad)
-        assert raised.value.reason == "unsupported_value_type"
+        assert raised.value.reason == reason
