@@ -38,8 +38,8 @@ BASE_INV = pow(BASE, -1, 1 << 64)
 GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 # Text per vectorised pass: bounds the per-byte work arrays (~50 bytes per text byte).
 CHUNK_BYTES = 1 << 20
-# Shingles per MinHash matrix: num_perm x CHUNK_SHINGLES uint32 (4 MiB at 128 permutations).
-CHUNK_SHINGLES = 1 << 13
+# Shingles per MinHash matrix: num_perm x CHUNK_SHINGLES uint32 (2 MiB at 128 permutations).
+CHUNK_SHINGLES = 1 << 12
 
 
 def mix64(values: np.ndarray) -> np.ndarray:
@@ -127,13 +127,10 @@ def _units(
 
 
 def _unit_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Polynomial hash of each byte range data[start:end], with its length mixed in."""
-    powers = _powers(BASE, len(data))
-    weighted = data.astype(np.uint64)
-    weighted += np.uint64(1)
-    weighted *= powers
+    """Polynomial hash of each byte range data[start:end], with its length mixed in (so that
+    zero bytes, which add nothing to the polynomial, still count)."""
     prefix = np.zeros(len(data) + 1, np.uint64)
-    np.cumsum(weighted, out=prefix[1:])
+    np.cumsum(np.multiply(data, _powers(BASE, len(data)), dtype=np.uint64), out=prefix[1:])
     poly = (prefix[ends] - prefix[starts]) * _powers(BASE_INV, len(data))[starts]
     return mix64(poly + (ends - starts).astype(np.uint64) * GOLDEN)
 

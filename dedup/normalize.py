@@ -36,8 +36,12 @@ CJK_SHARE = 0.1
 
 
 def normalize_texts(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """NFKC and lowercase; nulls become ''."""
-    normalized = pc.utf8_lower(pc.utf8_normalize(pc.fill_null(texts, ""), "NFKC"))
+    """NFKC and lowercase; nulls become ''. (ASCII text is its own NFKC form.)"""
+    texts = pc.fill_null(texts, "")
+    if pc.all(pc.string_is_ascii(texts)).as_py() is not False:
+        normalized = pc.ascii_lower(texts)
+    else:
+        normalized = pc.utf8_lower(pc.utf8_normalize(texts, "NFKC"))
     if isinstance(normalized, pa.ChunkedArray):
         normalized = normalized.combine_chunks()
     return normalized
@@ -88,20 +92,23 @@ def classify_bytes(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, n
     separator_table, _ = _class_tables()
     byte_table = np.zeros(256, bool)
     byte_table[:0x80] = separator_table[:0x80]
-    char_start = (data & 0xC0) != 0x80
     separator = byte_table[data]
+    n_docs = len(offsets) - 1
+    if len(data) == 0 or data.max() < 0x80:
+        return np.ones(len(data), bool), separator, np.zeros(n_docs, bool)
+    char_start = (data & 0xC0) != 0x80
     wide = np.flatnonzero(data >= 0xC0)
     wide_separator, wide_cjk = _classes(_decode_utf8(data, wide))
     length = 2 + (data[wide] >= 0xE0).astype(np.int64) + (data[wide] >= 0xF0)
     for k in range(4):
         separator[wide[wide_separator & (k < length)] + k] = True
-    n_docs = len(offsets) - 1
     cjk_count = np.bincount(np.searchsorted(offsets, wide[wide_cjk], side="right") - 1, minlength=n_docs)
     char_mode = np.zeros(n_docs, bool)
     if cjk_count.any():
-        letters_before = np.zeros(len(data) + 1, np.int64)
-        np.cumsum(char_start & ~separator, out=letters_before[1:])
-        letters = np.diff(letters_before[offsets])
+        letters = np.zeros(n_docs, np.int64)
+        non_empty = np.flatnonzero(np.diff(offsets) > 0)
+        letter_starts = (char_start & ~separator).view(np.uint8)
+        letters[non_empty] = np.add.reduceat(letter_starts, offsets[non_empty], dtype=np.int64)
         char_mode = (cjk_count > 0) & (cjk_count >= CJK_SHARE * letters)
     return char_start, separator, char_mode
 
