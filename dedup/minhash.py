@@ -234,6 +234,7 @@ class MinHasher:
         minima = np.full((self.num_perm, n_docs), np.uint32(0xFFFFFFFF), np.uint32)
         doc_starts = shingles.offsets[:-1][shingles.counts() > 0]
         docs_with_shingles = np.flatnonzero(shingles.counts() > 0)
+        buffer = np.empty((self.num_perm, CHUNK_SHINGLES), np.uint32)  # reused: no page faults per chunk
         for lo in range(0, len(shingles.hashes), CHUNK_SHINGLES):
             hi = min(lo + CHUNK_SHINGLES, len(shingles.hashes))
             # Segments of this chunk: the document running into it, then each document starting in it.
@@ -241,7 +242,7 @@ class MinHasher:
             last = np.searchsorted(doc_starts, hi, side="left")
             segment_starts = np.maximum(doc_starts[first:last], lo) - lo
             segment_docs = docs_with_shingles[first:last]
-            values = self._multipliers * folded[lo:hi][None, :]
+            values = np.multiply(self._multipliers, folded[lo:hi][None, :], out=buffer[:, : hi - lo])
             values += self._increments
             chunk_minima = np.minimum.reduceat(values, segment_starts, axis=1)
             minima[:, segment_docs] = np.minimum(minima[:, segment_docs], chunk_minima)
