@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Iterator
 
+import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
@@ -94,6 +95,10 @@ ROW_SCHEMA = pa.schema(
 )
 SORT_KEYS = ["bucket", "sort_key", "origin"]
 SUMMED = ("segments", "duplicate_segments", "segments_after", "duplicate_segments_after", "tokens", "removed_tokens")
+TOTALS_SCHEMA = pa.schema(
+    [("kind", pa.string()), ("name", pa.string()), ("records", pa.int64()), ("records_changed", pa.int64())]
+    + [(name, pa.int64()) for name in SUMMED]
+)
 
 
 # ------------------------------------------------------------------ row blocks (run in Ray tasks)
@@ -196,8 +201,8 @@ def _partial_totals(table: pa.Table) -> pa.Table:
             present = kind != "reason" and name in source.column_names
             columns[name] = source[name] if present else pa.nulls(source.num_rows, pa.int64())
         columns["records_changed"] = pc.cast(pc.greater(columns["duplicate_segments"], 0), pa.int64())
-        parts.append(pa.table({key: columns[key] for key in ("kind", "name", "records", "records_changed") + SUMMED}))
-    return _sums(pa.concat_tables(parts)) if parts else None
+        parts.append(pa.table({key: columns[key] for key in TOTALS_SCHEMA.names}, schema=TOTALS_SCHEMA))
+    return _sums(pa.concat_tables(parts)) if parts else TOTALS_SCHEMA.empty_table()
 
 
 def _share(part: int, whole: int) -> float:
@@ -281,6 +286,9 @@ def _write_rows(spans: list, schema: pa.Schema, first: int, end: int, out: str, 
 
 def write_stage(rows_dir: str, out: str, shard_rows: int, config: PromptDedupConfig) -> dict:
     """One seeded sort; phase-1 shards from its kept rows, quarantine shards from the rest; the totals."""
+    fs, path = fsspec.core.url_to_fs(rows_dir)
+    if not fs.exists(path) or not fs.ls(path):
+        raise UserError("the input holds no records")
     ordered = ray.data.read_parquet(rows_dir).sort(SORT_KEYS).materialize()
     partials = [t for t in ray.get(ordered.map_batches(_partial_totals, batch_format="pyarrow").to_arrow_refs()) if t.num_rows]
     totals = _sums(pa.concat_tables(partials)).to_pylist() if partials else []
@@ -343,8 +351,6 @@ def run_vl_build(
     deduped = runner.run("vl-dedup", lambda d: dedup_stage(list(inputs), fields, precedence_list, seed, d))
     rows_dir = f"{runner.path('vl-dedup')}/rows"
     written = runner.run("vl-write", lambda d: write_stage(rows_dir, output, shard_rows, dedup_config))
-    if written["input"] == 0:
-        raise UserError("the input holds no records")
     counts = {
         "input": written["input"],
         "quarantined": written["quarantined"],

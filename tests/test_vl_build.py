@@ -210,3 +210,8 @@ def test_user_errors(ray_local, tmp_path):
         run_vl_build([str(tmp_path / "missing.jsonl")], str(tmp_path / "y"), fields=None, precedence=None,
                      shard_rows=10, seed=0, resume=False, overwrite=False)
     assert not os.path.exists(tmp_path / "y" / "manifest.json")
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(UserError, match="no records"):
+        run_vl_build([str(tmp_path / "empty.jsonl")], str(tmp_path / "z"), fields=None, precedence=None,
+                     shard_rows=10, seed=0, resume=False, overwrite=False)
+    assert not os.path.exists(tmp_path / "z" / "manifest.json")
