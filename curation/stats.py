@@ -199,10 +199,7 @@ class CoveragePartial:
     code_languages: dict = field(default_factory=dict)
     compression: Moments = field(default_factory=Moments)
     repeated_ngrams: Moments = field(default_factory=Moments)
-    prompt_records: int = 0
-    prompt_segments: int = 0
-    prompt_duplicated_segments: int = 0
-    prompt_records_with_duplicates: int = 0
+    prompt: dict = field(default_factory=dict)
     rewrite_status: dict = field(default_factory=dict)
 
     def merge(self, other: "CoveragePartial") -> "CoveragePartial":
@@ -227,11 +224,7 @@ class CoveragePartial:
             code_languages=dict(Counter(self.code_languages) + Counter(other.code_languages)),
             compression=self.compression.merge(other.compression),
             repeated_ngrams=self.repeated_ngrams.merge(other.repeated_ngrams),
-            prompt_records=self.prompt_records + other.prompt_records,
-            prompt_segments=self.prompt_segments + other.prompt_segments,
-            prompt_duplicated_segments=self.prompt_duplicated_segments + other.prompt_duplicated_segments,
-            prompt_records_with_duplicates=self.prompt_records_with_duplicates
-            + other.prompt_records_with_duplicates,
+            prompt=dict(Counter(self.prompt) + Counter(other.prompt)),
             rewrite_status=dict(Counter(self.rewrite_status) + Counter(other.rewrite_status)),
         )
 
@@ -369,8 +362,9 @@ def _per_key_sizes(keys: list, tokens: np.ndarray, text_bytes: np.ndarray) -> di
 def table_partial(table: pa.Table, prompt_duplication=None) -> CoveragePartial:
     """The coverage partial of one table (a shard or one record batch of it).
 
-    `prompt_duplication(table) -> (records, segments, duplicated, records_with_duplicates)`
-    measures VL prompt redundancy when given (the caller knows the record format).
+    `prompt_duplication(table) -> {"records", "segments", "duplicated", "records_with_duplicates",
+    and, when the input's counts are known, "segments_before", "duplicated_before"}` measures VL
+    prompt redundancy when given (the caller knows the record format).
     """
     documents = table.num_rows
     texts = _strings(table, "text")
@@ -409,14 +403,7 @@ def table_partial(table: pa.Table, prompt_duplication=None) -> CoveragePartial:
     if "rewrite_status" in table.column_names:
         partial.rewrite_status = dict(Counter(str(s) for s in table.column("rewrite_status").to_pylist()))
     if prompt_duplication is not None:
-        measured = prompt_duplication(table)
-        if measured is not None:
-            (
-                partial.prompt_records,
-                partial.prompt_segments,
-                partial.prompt_duplicated_segments,
-                partial.prompt_records_with_duplicates,
-            ) = measured
+        partial.prompt = prompt_duplication(table) or {}
     return partial
 
 
@@ -526,6 +513,7 @@ def finalize(
     _, sample_counts = partial.ngram8_sample
     code_counts = np.array(sorted(partial.code_languages.values()), dtype=np.int64)
     compression_mean, compression_std = partial.compression.summary()
+    prompt = partial.prompt
     repeated_mean, _ = partial.repeated_ngrams.summary()
     section = {
         "documents": partial.documents,
@@ -572,9 +560,12 @@ def finalize(
         "compression_ratio_std": _round(compression_std),
         "repeated_ngram_ratio_mean": _round(repeated_mean),
         "repeated_ngram_order": REPEATED_NGRAM_ORDER,
-        "prompt_duplication_share": _ratio(partial.prompt_duplicated_segments, partial.prompt_segments),
-        "prompt_records_with_duplicates": partial.prompt_records_with_duplicates if partial.prompt_records else None,
-        "prompt_records": partial.prompt_records,
+        "prompt_records": prompt.get("records", 0),
+        "prompt_duplication_share": _ratio(prompt.get("duplicated", 0), prompt.get("segments", 0)),
+        "prompt_duplication_share_before_dedup": _ratio(
+            prompt.get("duplicated_before", 0), prompt.get("segments_before", 0)
+        ),
+        "prompt_records_with_duplicates": prompt.get("records_with_duplicates") if prompt.get("records") else None,
     }
     if partial.rewrite_status:
         section["rewrite_status"] = dict(sorted(partial.rewrite_status.items()))

@@ -22,10 +22,6 @@ from curation.stats import CoveragePartial, finalize, merge_count_tables, merge_
 STATS_NAME = "stats.json"
 STATS_FORMAT_VERSION = 1
 _SHARD_PATH = re.compile(r"^(phase-\d+)/shard-\d+\.arrow$")
-# Columns a VL record can carry its prompt text in (see curation/vl.py); "record" holds a whole
-# record as JSON.
-_VL_COLUMNS = ("conversations", "messages", "record", "system", "user", "caption", "metadata", "ocr")
-_NOT_RECORD_COLUMNS = ("id", "text", "input_ids", "copy_index", "rewrite_status")
 
 
 def discover_phases(out: str) -> dict[str, list[str]]:
@@ -41,37 +37,53 @@ def discover_phases(out: str) -> dict[str, list[str]]:
     return phases
 
 
-def _vl_records(table: pa.Table) -> list[dict] | None:
-    if not any(name in table.column_names for name in _VL_COLUMNS):
+def _vl_stats_counts(table: pa.Table) -> dict | None:
+    """The VL build's own per-record counts (`vl_stats`), before and after its de-duplication."""
+    if "vl_stats" not in table.column_names:
         return None
-    if "record" in table.column_names and pa.types.is_string(table.schema.field("record").type):
-        return [json.loads(value) if value else {} for value in table.column("record").to_pylist()]
-    keep = [name for name in table.column_names if name not in _NOT_RECORD_COLUMNS]
-    return table.select(keep).to_pylist()
+    import pyarrow.compute as pc
+
+    stats = table.column("vl_stats")
+    total = {name: int(pc.sum(pc.struct_field(stats, name)).as_py() or 0) for name in (
+        "segments", "duplicate_segments", "segments_after", "duplicate_segments_after")}
+    with_duplicates = int(pc.sum(pc.greater(pc.struct_field(stats, "duplicate_segments_after"), 0)).as_py() or 0)
+    return {
+        "records": table.num_rows,
+        "segments": total["segments_after"],
+        "duplicated": total["duplicate_segments_after"],
+        "records_with_duplicates": with_duplicates,
+        "segments_before": total["segments"],
+        "duplicated_before": total["duplicate_segments"],
+    }
 
 
-def prompt_duplication(table: pa.Table) -> tuple[int, int, int, int] | None:
-    """(VL records, prompt segments, segments duplicated across fields, records with any)."""
-    records = _vl_records(table)
-    if records is None:
-        return None
+def prompt_duplication(table: pa.Table) -> dict | None:
+    """Prompt segments of VL records and how many are duplicated across fields.
+
+    A VL build's shards (a JSON `record` column, see jobs/vl_build.py) carry the counts it measured
+    before and after de-duplication in `vl_stats`; without them the records are measured here.
+    """
+    counted = _vl_stats_counts(table)
+    if counted is not None or "record" not in table.column_names:
+        return counted
     from curation.vl import ShapeError, get_text, parse_vl_record
     from dedup.prompt_dedup import PromptDedupConfig, dedup_texts
 
     config = PromptDedupConfig()
-    measured = [0, 0, 0, 0]
-    for record in records:
+    measured = {"records": 0, "segments": 0, "duplicated": 0, "records_with_duplicates": 0}
+    for value in table.column("record").to_pylist():
         try:
-            _, slots = parse_vl_record({k: v for k, v in record.items() if v is not None})
-        except ShapeError:
+            record = json.loads(value or "{}")
+            _, slots = parse_vl_record(record)
+        except (ShapeError, ValueError, TypeError):
             continue
         texts = [(slot.field, get_text(record, slot.path)) for slot in slots if not slot.protected]
         _, stats = dedup_texts(texts, config)
-        measured[0] += 1
-        measured[1] += stats.prompt.segments
-        measured[2] += stats.prompt.duplicate_segments
-        measured[3] += int(stats.prompt.duplicate_segments > 0)
-    return tuple(measured) if measured[0] else None
+        measured["records"] += 1
+        measured["segments"] += stats.prompt.segments
+        measured["duplicated"] += stats.prompt.duplicate_segments
+        measured["records_with_duplicates"] += int(stats.prompt.duplicate_segments > 0)
+    return measured if measured["records"] else None
 
 
 def shard_partial(root: str, relpath: str) -> CoveragePartial:

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from curation.report import PLOTS, load_builds, render_report
-from stats_builds import stats_builds  # noqa: F401  (the shared fixture)
+from tests.stats_builds import stats_builds  # noqa: F401  (the shared fixture)
 
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -30,8 +30,8 @@ from curation.stats import (
 from curation.vl import encode_record
 from dedup.prompt_dedup import PromptDedupConfig, dedup_record
 from jobs.stats_job import discover_phases, prompt_duplication, shard_partial
-from stats_builds import stats_builds  # noqa: F401  (the shared fixture)
-from vl_samples import FLAT, LLAVA, MESSAGES_PARTS
+from tests.stats_builds import stats_builds  # noqa: F401  (the shared fixture)
+from tests.vl_samples import FLAT, LLAVA, MESSAGES_PARTS
 
 REQUIRED_KEYS = (
     "documents", "tokens", "bytes", "exact_duplicate_rate", "near_duplicate_rate", "effective_distinct_documents",
@@ -142,6 +142,25 @@ def test_vl_prompt_duplication_share_drops_after_prompt_dedup():
     assert after["prompt_duplication_share"] == 0.0
     assert after["prompt_records_with_duplicates"] == 0
     assert before["documents"] == 9 and before["tokens"] is None and before["distinct_ngrams"] == {}
+
+
+def test_vl_build_shards_report_the_share_before_and_after_from_vl_stats():
+    results = [dedup_record(r, PromptDedupConfig()) for r in [LLAVA, MESSAGES_PARTS, FLAT]]
+    vl_stats = [
+        {
+            "segments": stats.prompt.segments,
+            "duplicate_segments": stats.prompt.duplicate_segments,
+            "segments_after": stats.segments_after,
+            "duplicate_segments_after": stats.duplicate_segments_after,
+        }
+        for _, _, stats in results
+    ]
+    table = _vl_table([record for record, _, _ in results]).append_column("vl_stats", pa.array(vl_stats))
+    measured = finalize(table_partial(table, prompt_duplication))
+    expected_before = sum(s["duplicate_segments"] for s in vl_stats) / sum(s["segments"] for s in vl_stats)
+    assert measured["prompt_duplication_share_before_dedup"] == pytest.approx(expected_before)
+    assert expected_before > 0.2
+    assert measured["prompt_duplication_share"] == 0.0 and measured["prompt_records"] == 3
 
 
 def test_missing_columns_give_nulls_not_crashes():
