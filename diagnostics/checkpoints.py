@@ -32,11 +32,15 @@ VISION_MARKERS = ("visual", "vision")
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """One set of weights: a label for tables and plots, and the safetensors files holding it."""
+    """One set of weights: a label for tables and plots, the safetensors files holding it, and
+    for a trainer checkpoint its run (`series`, the run folder's label) and iteration (`step`).
+    Checkpoints named directly that are not trainer iterations form the series ""."""
 
     label: str
     path: str
     files: tuple[str, ...]
+    series: str = ""
+    step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -118,15 +122,22 @@ def _run_iterations(path: str) -> list[str]:
 
 
 def _unique_labels(paths: list[str]) -> list[str]:
-    """The shortest trailing path parts that tell the checkpoints apart (`iter_0002000`, `runA/iter_0002000`)."""
+    """The shortest trailing path parts that tell the paths apart (`iter_0002000`, `runA/model`)."""
     parts = [os.path.normpath(os.path.abspath(p)).removesuffix(".safetensors").split(os.sep) for p in paths]
-    depth = 1
-    while depth < max(len(p) for p in parts):
+    for depth in range(1, max(map(len, parts), default=1) + 1):
         labels = ["/".join(p[-depth:]) for p in parts]
         if len(set(labels)) == len(labels):
             return labels
-        depth += 1
     return ["/".join(p) for p in parts]
+
+
+def _run_of(path: str) -> str | None:
+    """The RUN folder of a trainer checkpoint `RUN/checkpoints/iter_N`, else None."""
+    absolute = os.path.normpath(os.path.abspath(path))
+    parent = os.path.dirname(absolute)
+    if ITERATION_DIR.match(os.path.basename(absolute)) and os.path.basename(parent) == "checkpoints":
+        return os.path.dirname(parent)
+    return None
 
 
 def resolve_checkpoints(paths: list[str]) -> list[Checkpoint]:
@@ -149,8 +160,26 @@ def resolve_checkpoints(paths: list[str]) -> list[Checkpoint]:
             if iteration_files is None:
                 raise UserError(f"checkpoint {iteration} has no {SINGLE_FILE}")
             found.append((iteration, iteration_files))
-    labels = _unique_labels([path for path, _ in found])
-    return [Checkpoint(label=label, path=path, files=files) for label, (path, files) in zip(labels, found)]
+    runs = [_run_of(path) for path, _ in found]
+    distinct_runs = sorted({run for run in runs if run is not None})
+    run_names = dict(zip(distinct_runs, _unique_labels(distinct_runs)))
+    standalone = [path for (path, _), run in zip(found, runs) if run is None]
+    standalone_labels = dict(zip(standalone, _unique_labels(standalone)))
+    checkpoints = []
+    for (path, files), run in zip(found, runs):
+        if run is None:
+            checkpoints.append(Checkpoint(label=standalone_labels[path], path=path, files=files))
+            continue
+        name = os.path.basename(os.path.normpath(path))
+        label = name if len(distinct_runs) == 1 else f"{run_names[run]}/{name}"
+        step = int(ITERATION_DIR.match(name)[1])
+        checkpoints.append(Checkpoint(label=label, path=path, files=files, series=run_names[run], step=step))
+    seen: set[str] = set()
+    for checkpoint in checkpoints:
+        if checkpoint.label in seen:
+            raise UserError(f"two checkpoints would both be labelled {checkpoint.label}; name each checkpoint once")
+        seen.add(checkpoint.label)
+    return checkpoints
 
 
 def list_tensors(checkpoint: Checkpoint) -> list[StoredTensor]:

@@ -41,9 +41,8 @@ def analyse(
         checkpoint_records, checkpoint_skipped = analyse_checkpoint(checkpoint, limits, baseline)
         records.extend(checkpoint_records)
         skipped.extend(checkpoint_skipped)
-        summaries.append(
-            {"path": checkpoint.path, **checkpoint_summary(checkpoint.label, checkpoint_records, baseline is not None)}
-        )
+        figures = checkpoint_summary(checkpoint.label, checkpoint_records, baseline is not None)
+        summaries.append({"path": checkpoint.path, "series": checkpoint.series, "step": checkpoint.step, **figures})
     return records, build_summary(summaries, skipped, base)
 
 

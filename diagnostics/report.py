@@ -1,6 +1,6 @@
 """The self-contained HTML page of a diagnosis: tables plus inline SVG charts (diagnostics/svg.py).
 
-Sections: the trajectory table (the paper's Table 1 for this series), the alpha histogram
+Sections: the trajectory table (the paper's Table 1: a row per run, a column per step), the alpha histogram
 of every checkpoint, the layer-wise profile of every module type (alpha, effective rank and,
 against a base, relative change, correlation and delta effective rank; one line per
 checkpoint), per-module figures of the last checkpoint, the skipped matrices and failed
@@ -52,15 +52,27 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _figure(svg: str, caption: str) -> str:
-    return f"<figure>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>"
+def _share_tables(rows: list[dict]) -> str:
+    """Table 1: a row per run with a column per training step; checkpoints without steps get a table
+    of their own with a column per checkpoint."""
+    stepped = [row for row in rows if None not in row["steps"]]
+    tables = []
+    if stepped:
+        steps = sorted({step for row in stepped for step in row["steps"]})
+        body = []
+        for row in stepped:
+            shares = dict(zip(row["steps"], row["share_alpha_in_range"]))
+            cells = [_format(shares[step], percent=True) if step in shares else "" for step in steps]
+            body.append([row["series"], *cells, row["trend"]])
+        tables.append(_table(["run", *(f"step {step}" for step in steps), "Trend"], body))
+    for row in rows:
+        if row not in stepped:
+            shares = [_format(share, percent=True) for share in row["share_alpha_in_range"]]
+            tables.append(_table(["", *row["checkpoints"], "Trend"], [["% in [2, 6]", *shares, row["trend"]]]))
+    return "".join(tables)
 
 
 def _trajectory_section(summary: dict) -> str:
-    trajectory = summary["trajectory"]
-    header = ["", *trajectory["checkpoints"], "Trend"]
-    shares = [_format(s, percent=True) for s in trajectory["share_alpha_in_range"]]
-    rows = [["% matrices with alpha in [2, 6]", *shares, trajectory["trend"]]]
     details = [
         [
             c["checkpoint"],
@@ -75,9 +87,9 @@ def _trajectory_section(summary: dict) -> str:
     ]
     detail_header = ["checkpoint", "matrices", "fitted", "failed fits", "% in [2, 6]", "alpha mean", "alpha median", "alpha std", "mean effective rank"]
     return (
-        "<h2>Trajectory</h2>"
-        + _table(header, rows)
-        + f"<p class='note'>Trend rule: {html.escape(trajectory['trend_rule'])}.</p>"
+        "<h2>Trajectory: % of matrices with alpha in [2, 6]</h2>"
+        + _share_tables(summary["trajectory"])
+        + f"<p class='note'>Trend rule: {html.escape(summary['trend_rule'])}.</p>"
         + _table(detail_header, details)
     )
 
@@ -183,7 +195,7 @@ def _definitions_section() -> str:
 
 def render_report(records: list[dict], summary: dict) -> str:
     """The whole HTML page as a string."""
-    labels = summary["trajectory"]["checkpoints"]
+    labels = [c["checkpoint"] for c in summary["checkpoints"]]
     with_base = summary["base"] is not None
     base = f"; compared with base {html.escape(summary['base'])}" if with_base else ""
     intro = (

@@ -96,19 +96,28 @@ def trend_word(shares: list[float | None]) -> str:
     return "Stable"
 
 
+def trajectory(checkpoint_summaries: list[dict]) -> list[dict]:
+    """One row of the paper's Table 1 per series (training run): in-range share per checkpoint, and a trend."""
+    rows: dict[str, dict] = {}
+    for summary in checkpoint_summaries:
+        row = rows.setdefault(summary["series"], {"series": summary["series"], "checkpoints": [], "steps": [], "share_alpha_in_range": []})
+        row["checkpoints"].append(summary["checkpoint"])
+        row["steps"].append(summary["step"])
+        row["share_alpha_in_range"].append(summary["share_alpha_in_range"])
+    for row in rows.values():
+        row["trend"] = trend_word(row["share_alpha_in_range"])
+    return list(rows.values())
+
+
 def build_summary(checkpoint_summaries: list[dict], skipped: list[dict], base: str | None) -> dict:
-    """Everything `summary.json` holds: per-checkpoint figures, the trajectory table, skipped matrices."""
-    shares = [c["share_alpha_in_range"] for c in checkpoint_summaries]
+    """Everything `summary.json` holds: per-checkpoint figures (each with `series` and `step`),
+    the trajectory table, skipped matrices and the definitions."""
     return {
         "alpha_range": list(ALPHA_RANGE),
         "base": base,
         "checkpoints": checkpoint_summaries,
-        "trajectory": {
-            "checkpoints": [c["checkpoint"] for c in checkpoint_summaries],
-            "share_alpha_in_range": shares,
-            "trend": trend_word(shares),
-            "trend_rule": TREND_RULE,
-        },
+        "trajectory": trajectory(checkpoint_summaries),
+        "trend_rule": TREND_RULE,
         "skipped": skipped,
         "definitions": DEFINITIONS,
     }

@@ -29,11 +29,10 @@ def diagnose_command(
         base=None if base is None else str(base),
         limits=MatrixLimits(max_side=max_side),
     )
-    trajectory = summary["trajectory"]
-    for label, share in zip(trajectory["checkpoints"], trajectory["share_alpha_in_range"]):
-        shown = "-" if share is None else f"{100.0 * share:.1f}%"
-        typer.echo(f"{label}: alpha in [2, 6] for {shown} of fitted matrices")
-    typer.echo(f"trend: {trajectory['trend']}; wrote {output}/report.html")
+    for row in summary["trajectory"]:
+        shares = " ".join("-" if share is None else f"{100.0 * share:.1f}%" for share in row["share_alpha_in_range"])
+        typer.echo(f"{row['series'] or 'checkpoints'}: alpha in [2, 6] for {shares} of fitted matrices ({row['trend']})")
+    typer.echo(f"wrote {output}/matrices.jsonl, summary.json and report.html")
 
 
 def register(app: typer.Typer) -> None:

@@ -21,7 +21,8 @@ from diagnostics.spectral import (
     spectral_metrics,
     stable_rank,
 )
-from diagnostics.summary import group_statistics, trend_word
+from diagnostics.report import _share_tables
+from diagnostics.summary import group_statistics, trajectory, trend_word
 
 
 def brute_force_fit(eigenvalues: np.ndarray) -> tuple[float, float, float]:
@@ -225,12 +226,32 @@ def test_run_folder_expands_to_its_checkpoints_in_step_order(tmp_path):
     assert [c.label for c in resolve_checkpoints([str(tmp_path / "run" / "checkpoints")])] == [c.label for c in found]
 
 
-def test_labels_tell_runs_apart(tmp_path):
+def test_runs_become_series_with_steps(tmp_path):
     weights = {"w": torch.ones(16, 8)}
     for run in ("A", "B"):
-        _write(tmp_path / run / "checkpoints" / "iter_0000010" / "model.safetensors", weights)
-    found = resolve_checkpoints([str(tmp_path / "A"), str(tmp_path / "B")])
-    assert [c.label for c in found] == ["A/checkpoints/iter_0000010", "B/checkpoints/iter_0000010"]
+        for step in (10, 20):
+            _write(tmp_path / run / "checkpoints" / f"iter_{step:07d}" / "model.safetensors", weights)
+    _write(tmp_path / "hf" / "model.safetensors", weights)
+    found = resolve_checkpoints([str(tmp_path / "A"), str(tmp_path / "B" / "checkpoints" / "iter_0000020"), str(tmp_path / "hf")])
+    assert [(c.label, c.series, c.step) for c in found] == [
+        ("A/iter_0000010", "A", 10),
+        ("A/iter_0000020", "A", 20),
+        ("B/iter_0000020", "B", 20),
+        ("hf", "", None),
+    ]
+    with pytest.raises(UserError, match="labelled"):
+        resolve_checkpoints([str(tmp_path / "hf"), str(tmp_path / "hf")])
+
+
+def test_trajectory_has_a_row_per_run_and_a_column_per_step():
+    summaries = [
+        {"checkpoint": f"{series}/{step}", "series": series, "step": step, "share_alpha_in_range": share, "matrices": 1}
+        for series, step, share in (("A", 2000, 0.6), ("A", 72000, 0.79), ("B", 2000, 0.62), ("B", 72000, 0.61))
+    ]
+    rows = trajectory(summaries)
+    assert [(r["series"], r["steps"], r["trend"]) for r in rows] == [("A", [2000, 72000], "Rising"), ("B", [2000, 72000], "Stable")]
+    page = _share_tables(rows)
+    assert "<th>step 2000</th><th>step 72000</th>" in page and "<td>79.0</td>" in page
 
 
 def test_sharded_index_lists_its_files_and_missing_shards_are_user_errors(tmp_path):

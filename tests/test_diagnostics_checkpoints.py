@@ -109,13 +109,15 @@ def test_trained_checkpoint_against_its_initial_one(trained_run, tmp_path):
     alphas = [r["alpha"] for r in by_checkpoint["iter_0000010"] if r["alpha"] is not None]
     in_range = sum(2 <= a <= 6 for a in alphas) / len(alphas)
     assert trained["share_alpha_in_range"] == pytest.approx(in_range)
-    assert summary["trajectory"]["checkpoints"] == ["iter_0000000", "iter_0000010"]
-    assert summary["trajectory"]["trend"] in {"Rising", "Falling", "Recovered", "Stable"}
+    (row,) = summary["trajectory"]
+    assert (row["series"], row["checkpoints"], row["steps"]) == ("run", ["iter_0000000", "iter_0000010"], [0, 10])
+    assert row["share_alpha_in_range"] == [c["share_alpha_in_range"] for c in summary["checkpoints"]]
+    assert row["trend"] in {"Rising", "Falling", "Recovered", "Stable"}
 
     page = (out / "report.html").read_text()
     assert page.count("<svg") == 2 + 5 * len(LLAMA_MODULES)
     assert page.index("self_attn.q_proj</h3>") < page.index("mlp.down_proj</h3>")
-    for text in ("Trajectory", "self_attn.v_proj", "relative change", "delta effective rank", "Roy and Vetterli"):
+    for text in ("Trajectory", "<th>step 10</th>", "self_attn.v_proj", "relative change", "delta effective rank", "Roy and Vetterli"):
         assert text in page
     assert not any(external in page for external in ("src=", "<link", "<script", "<img"))
     assert render_report(records, summary) == page

