@@ -8,9 +8,11 @@ the caption, the metadata's template, the OCR text. The de-duplication here:
 2. normalises each segment (NFKC, case, whitespace, surrounding punctuation) to a key;
 3. calls a key *duplicated* when it is long enough to be an instruction (`min_tokens` tokens and
    `min_width` display columns, so "What is this?" is not one) and occurs in more than one field;
-4. keeps the copies in the field of highest precedence (default: the user turn) and removes the
-   copies in every other field, with the whitespace that separated them. A field emptied by this
-   becomes "" and keeps its slot. Repeats inside one field are not across fields and stay.
+4. keeps the copies in the field of highest precedence (default: the user turn; fields not in the
+   precedence list come after those in it, in record order) and removes the copies in every other
+   field, with the whitespace that separated them. A field emptied by this becomes "" and keeps
+   its slot. Repeats inside one field (say, every user turn of a multi-turn conversation) are not
+   across fields and stay.
 
 The assistant/target turns take no part: they are never segmented, compared or changed.
 
