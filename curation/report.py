@@ -314,7 +314,8 @@ SUMMARY_ROWS = (
     ("code_language_entropy", "code-language entropy (bits)", "{:.3f}"),
     ("compression_ratio_mean", "compression ratio, mean (raw / zlib)", "{:.3f}"),
     ("repeated_ngram_ratio_mean", "repeated 4-gram ratio inside records", "{:.4f}"),
-    ("prompt_duplication_share", "VL prompt segments duplicated across fields", "{:.1%}"),
+    ("prompt_duplication_share_before_dedup", "VL prompt segments duplicated across fields, input", "{:.1%}"),
+    ("prompt_duplication_share", "VL prompt segments duplicated across fields, shards", "{:.1%}"),
 )
 
 STYLE = """

@@ -565,7 +565,7 @@ def finalize(
         "prompt_duplication_share_before_dedup": _ratio(
             prompt.get("duplicated_before", 0), prompt.get("segments_before", 0)
         ),
-        "prompt_records_with_duplicates": prompt.get("records_with_duplicates") if prompt.get("records") else None,
+        "prompt_records_with_duplicates": prompt.get("records_with_duplicates", 0) if prompt.get("records") else None,
     }
     if partial.rewrite_status:
         section["rewrite_status"] = dict(sorted(partial.rewrite_status.items()))

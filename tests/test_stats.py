@@ -161,6 +161,8 @@ def test_vl_build_shards_report_the_share_before_and_after_from_vl_stats():
     assert measured["prompt_duplication_share_before_dedup"] == pytest.approx(expected_before)
     assert expected_before > 0.2
     assert measured["prompt_duplication_share"] == 0.0 and measured["prompt_records"] == 3
+    merged = finalize(merge_partials([table_partial(table, prompt_duplication)] * 2))
+    assert merged["prompt_records_with_duplicates"] == 0 and merged["prompt_records"] == 6
 
 
 def test_missing_columns_give_nulls_not_crashes():
