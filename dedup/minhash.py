@@ -88,16 +88,20 @@ def _string_buffer(normalized: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return data, offsets - offsets[0]
 
 
+# Powers are cached up to this many bytes (a chunk plus a long document); longer ones are computed.
+POWER_CACHE_BYTES = 8 * CHUNK_BYTES
+
+
 @functools.lru_cache(maxsize=2)
 def _cached_powers(base: int) -> np.ndarray:
-    powers = np.full(CHUNK_BYTES + 1, base, np.uint64)
+    powers = np.full(POWER_CACHE_BYTES + 1, base, np.uint64)
     powers[0] = 1
     return np.cumprod(powers, dtype=np.uint64)
 
 
 def _powers(base: int, count: int) -> np.ndarray:
-    """base**0 .. base**(count-1) modulo 2**64 (cached up to one chunk; a longer document pays once)."""
-    if count <= CHUNK_BYTES + 1:
+    """base**0 .. base**(count-1) modulo 2**64."""
+    if count <= POWER_CACHE_BYTES + 1:
         return _cached_powers(base)[:count]
     powers = np.full(count, base, np.uint64)
     powers[0] = 1

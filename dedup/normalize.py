@@ -69,12 +69,11 @@ def _classes(code_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _decode_utf8(data: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Code points of the characters starting at the given byte positions (valid UTF-8)."""
-    padded = np.concatenate([data, np.zeros(3, np.uint8)]).astype(np.int64)
-    b0 = padded[starts]
-    code_points = b0.copy()
-    multi = np.flatnonzero(b0 >= 0xC0)
-    at, lead = starts[multi], b0[multi]
-    b1, b2, b3 = padded[at + 1] & 0x3F, padded[at + 2] & 0x3F, padded[at + 3] & 0x3F
+    padded = np.concatenate([data, np.zeros(3, np.uint8)])
+    code_points = padded[starts].astype(np.int64)
+    multi = np.flatnonzero(code_points >= 0xC0)
+    at, lead = starts[multi], code_points[multi]
+    b1, b2, b3 = (padded[at + k].astype(np.int64) & 0x3F for k in (1, 2, 3))
     code_points[multi] = np.where(
         lead < 0xE0,
         ((lead & 0x1F) << 6) | b1,
