@@ -147,6 +147,8 @@ def validate_config(config: TrainConfig) -> None:
     """Reject configurations that cannot train, each with a one-line reason."""
     if config.hidden_size % config.num_attention_heads:
         raise UserError("--hidden-size must be divisible by --num-attention-heads")
+    if config.head_dim % 2:
+        raise UserError("--hidden-size / --num-attention-heads must be even (rotary embeddings rotate pairs)")
     if config.num_attention_heads % config.num_query_groups:
         raise UserError("--num-attention-heads must be divisible by --num-query-groups")
     if config.global_batch_size % config.micro_batch_size:

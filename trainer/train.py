@@ -203,8 +203,11 @@ def train(
         raise UserError("--global-batch-size must be a multiple of --micro-batch-size x workers")
     samples_trained = config.train_iters * config.global_batch_size
     packed, manifest = load_packed_phases(data, config.seq_length, samples_trained, config.seed)
+    tokenizer_vocab = int(manifest["tokenizer"]["vocab_size"])
     if config.vocab_size == 0:
-        config = dataclasses.replace(config, vocab_size=config.padded_vocab_size(manifest["tokenizer"]["vocab_size"]))
+        config = dataclasses.replace(config, vocab_size=config.padded_vocab_size(tokenizer_vocab))
+    if config.vocab_size < tokenizer_vocab:
+        raise UserError(f"--vocab-size {config.vocab_size} is smaller than the build's tokenizer ({tokenizer_vocab})")
     fingerprint = data_fingerprint(manifest, config.seed, config.seq_length)
     checkpoint = prepare_run(output, config, resume)
 
