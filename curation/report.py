@@ -155,6 +155,10 @@ def _grouped_bars(axis, builds: list[Build], histogram_of, log: bool = True) -> 
     axis.set_xticks(range(len(sizes)), [str(size) for size in sizes])
     if log:
         axis.set_yscale("log")
+    else:
+        from matplotlib.ticker import MaxNLocator
+
+        axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     if sizes:
         axis.legend(fontsize=8)
     return bool(sizes)
@@ -265,7 +269,7 @@ PLOTS = (
     (
         "Distinct n-grams",
         plot_distinct_ngrams,
-        "Number of distinct token n-grams (HyperLogLog estimate, about 1% error) for n = 1, 2, 4, 8. "
+        "Number of distinct token n-grams for n = 1 (exact), 2, 4 and 8 (HyperLogLog estimates, about 1% error). "
         "Repetition (C) divides the count of long n-grams; rewriting into frequent words (D) cuts short ones.",
     ),
     (
