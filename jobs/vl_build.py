@@ -94,6 +94,7 @@ ROW_SCHEMA = pa.schema(
     + [("bucket", pa.int8()), ("sort_key", pa.int64())]
 )
 SORT_KEYS = ["bucket", "sort_key", "origin"]
+DEDUP_BLOCK_ROWS = 2048
 SUMMED = ("segments", "duplicate_segments", "segments_after", "duplicate_segments_after", "tokens", "removed_tokens")
 TOTALS_SCHEMA = pa.schema(
     [("kind", pa.string()), ("name", pa.string()), ("records", pa.int64()), ("records_changed", pa.int64())]
@@ -117,7 +118,7 @@ def _read_files(batch: dict) -> Iterator[pa.Table]:
                 except ShapeError as error:
                     row["reason"] = error.reason
             rows.append(row)
-            if len(rows) == 4096:
+            if len(rows) == DEDUP_BLOCK_ROWS:
                 yield pa.Table.from_pylist(rows, schema=INGEST_SCHEMA)
                 rows = []
         if rows:
@@ -262,9 +263,10 @@ def dedup_stage(inputs: list[str], fields: list[str], precedence: list[str], see
     files = _unique_names(list_input_files(inputs))
     listing = [{"index": i, "url": f.url, "name": f.name, "format": f.format, "size": f.size} for i, f in enumerate(files)]
     files_ds = ray.data.from_items(listing, override_num_blocks=max(1, min(len(listing), 1000)))
-    # Reading is mostly I/O and JSON parsing: half a CPU each, which also keeps Ray from fusing it
-    # with the de-duplication, so the blocks of one large file are de-duplicated in parallel.
+    # Reading is mostly I/O and JSON parsing (half a CPU); streaming the records on in blocks of
+    # DEDUP_BLOCK_ROWS lets the blocks of one large file be de-duplicated in parallel.
     records = files_ds.map_batches(_read_files, batch_size=1, batch_format="numpy", num_cpus=0.5)
+    records = records.repartition(target_num_rows_per_block=DEDUP_BLOCK_ROWS)
     rows = records.map_batches(
         _dedup_batch,
         batch_format="pyarrow",
