@@ -119,7 +119,9 @@ def _units(
     word_start[0] = True
     word_start[1:] = separator[:-1]
     word_start[offsets[:-1][lengths > 0]] = True
-    is_start = ~separator & np.where(np.repeat(char_mode, lengths), char_start, word_start)
+    if char_mode.any():
+        word_start = np.where(np.repeat(char_mode, lengths), char_start, word_start)
+    is_start = ~separator & word_start
     # A unit ends at the next unit start, separator or document end, whichever comes first.
     boundary = np.zeros(n_bytes + 1, bool)
     boundary[:n_bytes] = is_start | separator

@@ -94,7 +94,7 @@ def classify_bytes(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, n
     separator = byte_table[data]
     n_docs = len(offsets) - 1
     if len(data) == 0 or data.max() < 0x80:
-        return np.ones(len(data), bool), separator, np.zeros(n_docs, bool)
+        return np.ones(len(data), bool), separator, np.zeros(n_docs, bool)  # every ASCII byte starts a character
     char_start = (data & 0xC0) != 0x80
     wide = np.flatnonzero(data >= 0xC0)
     wide_separator, wide_cjk = _classes(_decode_utf8(data, wide))
