@@ -2,8 +2,8 @@
 
 Every shard is written in the Arrow IPC *file* format (`pyarrow.ipc.new_file`) to a
 temporary name and renamed, so a reader never sees a half-written shard. The bytes
-depend only on the table's contents: the table is rechunked into fixed-size record
-batches before writing, whatever chunking Ray handed us.
+depend only on the table's contents: the table is copied into fresh, compact buffers and
+written in fixed-size record batches, whatever slicing and chunking Ray handed us.
 """
 
 from __future__ import annotations
@@ -49,8 +49,12 @@ def count_tokens(table: pa.Table) -> int:
 
 
 def table_to_ipc_bytes(table: pa.Table) -> bytes:
-    """Serialize a table as an Arrow IPC file whose bytes depend on its contents only."""
-    table = table.combine_chunks()
+    """Serialize a table as an Arrow IPC file whose bytes depend on its contents only.
+
+    `take` copies every column, nested children included, into buffers holding exactly the
+    selected values: a slice of a larger block otherwise drags its unused bytes into the file.
+    """
+    table = table.take(pa.array(range(table.num_rows), pa.int64())).combine_chunks()
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table, max_chunksize=RECORD_BATCH_ROWS)

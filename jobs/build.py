@@ -99,6 +99,7 @@ def init_ray(options: RunOptions) -> None:
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
     context.print_on_execution_start = False
+    context.issue_detectors_config.detectors = []
 
 
 PARTITION_BYTES = 128 * 1024 * 1024
@@ -228,7 +229,7 @@ def exact_stage(stage_dir: str, docs_dir: str) -> dict:
     removed.select_columns(["removed_id", "kept_id"]).write_parquet(f"{stage_dir}/pairs")
     _exclude(docs, removed, "input_pos").write_parquet(f"{stage_dir}/docs")
     count = removed.count()
-    return {"exact_duplicates": count, "documents": count}
+    return {"exact_duplicates": count, "documents": docs.count(), "removed": count}
 
 
 def near_stage(config: BuildConfig, stage_dir: str, docs_dir: str) -> dict:
@@ -247,7 +248,8 @@ def near_stage(config: BuildConfig, stage_dir: str, docs_dir: str) -> dict:
     pairs = pairs.materialize()
     pairs.write_parquet(f"{stage_dir}/pairs")
     _exclude(docs, pairs.rename_columns({"removed_id": "id"}), "id").write_parquet(f"{stage_dir}/docs")
-    return {"near_duplicates": pairs.count(), "documents": pairs.count(), "near": stats}
+    removed = pairs.count()
+    return {"near_duplicates": removed, "documents": docs.count(), "removed": removed, "near": stats}
 
 
 def _train_tokenizer(ordered: "ray.data.Dataset", vocab_size: int):

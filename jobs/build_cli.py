@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -36,6 +37,17 @@ def build(
     keep: str = typer.Option("min-id", help="Which document of a duplicate cluster stays: min-id, longest or first."),
     repeat_fraction: float = typer.Option(0.1, help="Regime C: share of phase 1 that is repeated."),
     repeat_times: int = typer.Option(10, help="Regime C: copies of each repeated document."),
+    teacher_backend: str = typer.Option("vllm", help="Regime D: vllm (offline engines in the job) or openai (an endpoint)."),
+    teacher_model: str = typer.Option("Qwen/Qwen3-30B-A3B-Instruct-2507", help="Regime D: model id or local directory."),
+    teacher_replicas: int = typer.Option(1, help="Regime D: vLLM engine replicas."),
+    teacher_tp: int = typer.Option(1, help="Regime D: tensor-parallel size of each engine."),
+    teacher_endpoint: Optional[str] = typer.Option(None, help="Regime D: OpenAI-compatible base URL (.../v1)."),
+    teacher_concurrency: int = typer.Option(8, help="Regime D: requests in flight to the endpoint."),
+    teacher_kv_cache_bytes: Optional[int] = typer.Option(None, help="Regime D: KV cache bytes per engine (CPU default 2 GiB)."),
+    teacher_max_model_len: Optional[int] = typer.Option(None, help="Regime D: context length of each engine."),
+    on_teacher_failure: str = typer.Option("keep-original", help="Regime D: keep-original or drop a document whose rewrite failed."),
+    fields: Optional[str] = typer.Option(None, help="Regime VL: comma-separated text fields of flat records."),
+    precedence: Optional[str] = typer.Option(None, help="Regime VL: comma-separated field order that keeps the canonical copy."),
     resume: bool = typer.Option(False, help="Finish an interrupted build in OUT without redoing finished stages."),
     overwrite: bool = typer.Option(False, help="Replace a non-empty OUT."),
     num_cpus: Optional[int] = typer.Option(None, help="CPUs of the local Ray (default: all)."),
@@ -44,11 +56,45 @@ def build(
     quiet: bool = typer.Option(False, help="No progress lines."),
 ) -> None:
     """Build the corpus of a regime: ingest, dedup, order, phases, tokenize, shards, stats, manifest."""
-    import time
-
     from jobs.build import BuildConfig, RunOptions, run_build
 
     recipe = get_recipe(regime)
+    output = output or f"out/{recipe.name}"
+    if recipe.name == "VL":
+        from jobs.vl_build import run_vl_build
+
+        started = time.perf_counter()
+        manifest = run_vl_build(
+            list(inputs or ()),
+            output,
+            fields=fields.split(",") if fields else None,
+            precedence=precedence.split(",") if precedence else None,
+            shard_rows=shard_rows,
+            seed=seed,
+            resume=resume,
+            overwrite=overwrite,
+            num_cpus=num_cpus,
+            address=address,
+            quiet=quiet or as_json,
+        )
+        report(build_summary(manifest, output, time.perf_counter() - started, {}), as_json, quiet)
+        return
+    teacher = {}
+    if recipe.phase1_transform == "teacher":
+        from curation.teacher.config import TeacherConfig
+
+        teacher = TeacherConfig(
+            backend=teacher_backend,
+            model=teacher_model,
+            replicas=teacher_replicas,
+            tp=teacher_tp,
+            endpoint=teacher_endpoint,
+            concurrency=teacher_concurrency,
+            kv_cache_memory_bytes=teacher_kv_cache_bytes,
+            max_model_len=teacher_max_model_len,
+            on_failure=on_teacher_failure,
+            seed=seed,
+        ).to_dict()
     if keep not in ("min-id", "longest", "first"):
         raise UserError(f"--keep must be min-id, longest or first, got {keep!r}")
     config = BuildConfig(
@@ -69,9 +115,10 @@ def build(
         source=source,
         repeat_fraction=repeat_fraction,
         repeat_times=repeat_times,
+        teacher=teacher,
     )
     options = RunOptions(
-        output=output or f"out/{recipe.name}",
+        output=output,
         resume=resume,
         overwrite=overwrite,
         num_cpus=num_cpus,
@@ -80,7 +127,10 @@ def build(
     )
     started = time.perf_counter()
     result = run_build(config, options)
-    summary = build_summary(result["manifest"], options.output, time.perf_counter() - started, result["timings"])
+    report(build_summary(result["manifest"], output, time.perf_counter() - started, result["timings"]), as_json, quiet)
+
+
+def report(summary: dict, as_json: bool, quiet: bool) -> None:
     if as_json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     elif not quiet:
@@ -103,11 +153,11 @@ def build_summary(manifest: dict, output: str, seconds: float, timings: dict) ->
 
 def print_summary(summary: dict) -> None:
     counts = summary["counts"]
+    parts = " + ".join(f"{name.replace('_', ' ')} {value:,}" for name, value in counts.items() if name != "input")
     lines = [
         "",
         f"regime {summary['regime']} built in {summary['output']}  ({summary['seconds']:.1f} s, config {summary['config_hash']})",
-        f"  input {counts['input']:,} = kept {counts['kept']:,} + quarantined {counts['quarantined']:,}"
-        f" + exact duplicates {counts['exact_duplicates']:,} + near duplicates {counts['near_duplicates']:,}",
+        f"  input {counts['input']:,} = {parts}",
     ]
     for phase in summary["phases"]:
         lines.append(f"  {phase['name']}: {phase['rows']:,} rows, {phase['tokens']:,} tokens, {phase['shards']} shards")

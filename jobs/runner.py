@@ -36,6 +36,8 @@ class Progress:
         parts = [f"  {name:<12}"]
         if "documents" in info:
             parts.append(f"{info['documents']:>10,} docs")
+        if "removed" in info:
+            parts.append(f"{info['removed']:>8,} removed")
         if "bytes" in info:
             parts.append(f"{info['bytes'] / 1e6:9.1f} MB")
         if seconds is None:
