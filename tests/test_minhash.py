@@ -152,3 +152,8 @@ def test_band_keys_agree_exactly_where_a_band_agrees():
     assert (keys[0] != keys[2]).all()
     assert (keys[0] == keys[3]).tolist() == [True, False, True, True]
     assert len(set(keys[0].tolist())) == 4  # same values in different bands never collide
+
+
+def test_long_units_that_differ_late_or_only_in_length_stay_distinct():
+    words = ["internationalization", "internationalizatiom", "internationalizations", "a" * 16, "a" * 17, "a" * 8, "a" * 9]
+    assert len(set(shingle_hashes(words, 1).hashes.tolist())) == len(words)
