@@ -1,8 +1,8 @@
 """Per-matrix figures of whole checkpoints: which matrices, in what batches, in what order.
 
-Singular values come from `torch.linalg.svdvals` in float64 on stacks of same-shape
-matrices (one LAPACK call per stack, spread over torch's intra-op threads), while a
-background thread already reads the next stack from the safetensors files. Which matrices
+Singular values come from `diagnostics.spectral.singular_values` in float64 on stacks of
+same-shape matrices (one batched LAPACK call per stack, spread over torch's intra-op
+threads), while a background thread already reads the next stack from the safetensors files. Which matrices
 are analysed follows WeightWatcher's default filters, so its alphas and ours cover the same
 matrices: 2-D floating-point tensors whose smaller side is at least 8 and at most 15000 and
 whose larger side is at most `max_side` (50000 by default: large embedding and output
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from diagnostics.checkpoints import Checkpoint, StoredTensor, TensorReader, list_tensors, parse_parameter_name
 from diagnostics.compare import comparison_metrics, correlations, relative_changes
-from diagnostics.spectral import effective_rank, spectral_metrics
+from diagnostics.spectral import effective_rank, singular_values, spectral_metrics
 
 STACK_BYTES = 256 << 20
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
@@ -126,16 +126,14 @@ def _loaded_stacks(
 
 def _comparisons(stack, base_stack, bases: list[StoredTensor | None], baseline: Baseline, ranks: list) -> list:
     """Comparison figures for the matrices of a stack that have a base (None for the others)."""
-    import torch
-
     matched = [i for i, b in enumerate(bases) if b is not None]
     current = stack[matched]
     keys = [parse_parameter_name(bases[i].name).key for i in matched]
     missing = [j for j, key in enumerate(keys) if key not in baseline.effective_ranks]
     if missing:
-        for j, values in zip(missing, torch.linalg.svdvals(base_stack[missing]).numpy()):
+        for j, values in zip(missing, singular_values(base_stack[missing])):
             baseline.effective_ranks[keys[j]] = effective_rank(values)
-    update_values = torch.linalg.svdvals(current - base_stack).numpy()
+    update_values = singular_values(current - base_stack)
     changes = relative_changes(current, base_stack).tolist()
     correlation = correlations(current, base_stack).tolist()
     figures: list[dict | None] = [None] * len(bases)
@@ -152,15 +150,13 @@ def analyse_checkpoint(
 ) -> tuple[list[dict], list[dict]]:
     """One record per analysed matrix (spectral figures, and comparison figures with a baseline),
     plus the skipped matrices."""
-    import torch
-
     matrices, skipped = select_matrices(list_tensors(checkpoint), limits)
     order = {t.name: i for i, t in enumerate(matrices)}
     records: list[dict | None] = [None] * len(matrices)
     reader = TensorReader()
     no_base = dict.fromkeys(("relative_change", "correlation", "delta_effective_rank", "update_effective_rank"))
     for tensors, stack, bases, base_stack in _loaded_stacks(reader, _stacks(matrices), baseline):
-        figures = [spectral_metrics(values) for values in torch.linalg.svdvals(stack).numpy()]
+        figures = [spectral_metrics(values) for values in singular_values(stack)]
         if baseline is not None:
             comparisons = (
                 _comparisons(stack, base_stack, bases, baseline, [f["effective_rank"] for f in figures])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 
 from curation.errors import UserError
 from curation.manifest import write_json_atomic
@@ -26,9 +27,13 @@ def _write_text_atomic(path: str, text: str) -> None:
 
 
 def analyse(
-    checkpoints: list[str], base: str | None = None, limits: MatrixLimits = MatrixLimits()
+    checkpoints: list[str],
+    base: str | None = None,
+    limits: MatrixLimits = MatrixLimits(),
+    on_checkpoint: Callable[[str, int], None] | None = None,
 ) -> tuple[list[dict], dict]:
-    """Per-matrix records of every checkpoint (in order) and the summary, without writing anything."""
+    """Per-matrix records of every checkpoint (in order) and the summary, without writing anything;
+    `on_checkpoint(label, matrices)` is called as each checkpoint finishes (the CLI prints progress)."""
     resolved = resolve_checkpoints(checkpoints)
     baseline = None
     if base is not None:
@@ -41,6 +46,8 @@ def analyse(
         checkpoint_records, checkpoint_skipped = analyse_checkpoint(checkpoint, limits, baseline)
         records.extend(checkpoint_records)
         skipped.extend(checkpoint_skipped)
+        if on_checkpoint is not None:
+            on_checkpoint(checkpoint.label, len(checkpoint_records))
         figures = checkpoint_summary(checkpoint.label, checkpoint_records, baseline is not None)
         summaries.append({"path": checkpoint.path, "series": checkpoint.series, "step": checkpoint.step, **figures})
     return records, build_summary(summaries, skipped, base)
@@ -56,9 +63,13 @@ def write_outputs(output: str, records: list[dict], summary: dict) -> None:
 
 
 def diagnose(
-    checkpoints: list[str], output: str, base: str | None = None, limits: MatrixLimits = MatrixLimits()
+    checkpoints: list[str],
+    output: str,
+    base: str | None = None,
+    limits: MatrixLimits = MatrixLimits(),
+    on_checkpoint: Callable[[str, int], None] | None = None,
 ) -> dict:
     """Analyse `checkpoints` (optionally against `base`) and write the three outputs; return the summary."""
-    records, summary = analyse(checkpoints, base, limits)
+    records, summary = analyse(checkpoints, base, limits, on_checkpoint)
     write_outputs(output, records, summary)
     return summary

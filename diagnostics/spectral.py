@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 EIGENVALUE_FLOOR = 1e-5
+GRAM_MIN_RATIO = 1e-10
 SMALL_SAMPLE = 20
 SMALL_SAMPLE_MIN_TAIL = 8
 DEGENERATE_LOG_SUM = 1e-12
@@ -132,6 +133,29 @@ def fit_power_law(eigenvalues: np.ndarray) -> PowerLawFit:
     if len(x) < SMALL_SAMPLE:
         return _fit_small_sample(x, log_x)
     return _fit_standard(x, log_x)
+
+
+def singular_values(stack):
+    """Singular values (descending, float64 numpy) of a stack of same-shape float64 torch matrices.
+
+    The fast route takes the eigenvalues of the smaller Gram matrix (W^T W or W W^T) with
+    `torch.linalg.eigvalsh`: two to five times cheaper than an SVD. Its absolute error is
+    about machine epsilon times the largest eigenvalue, so an eigenvalue lambda carries a
+    relative error near 1e-16 * lambda_max / lambda. The route is kept only for matrices whose
+    eigenvalues all lie within GRAM_MIN_RATIO (1e-10) of the largest, which bounds that error
+    near 1e-6; the others (rank-deficient or nearly so) get an exact `torch.linalg.svdvals`.
+    """
+    import torch
+
+    rows, cols = stack.shape[-2:]
+    gram = stack.mT @ stack if rows >= cols else stack @ stack.mT
+    eigenvalues = torch.linalg.eigvalsh(gram).flip(-1)
+    largest, smallest = eigenvalues[:, 0], eigenvalues[:, -1]
+    exact = (largest <= 0) | (smallest < GRAM_MIN_RATIO * largest)
+    values = eigenvalues.clamp_min(0).sqrt()
+    if bool(exact.any()):
+        values[exact] = torch.linalg.svdvals(stack[exact])
+    return values.numpy()
 
 
 def effective_rank(singular_values: np.ndarray) -> float | None:

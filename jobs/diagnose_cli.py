@@ -28,6 +28,7 @@ def diagnose_command(
         str(output),
         base=None if base is None else str(base),
         limits=MatrixLimits(max_side=max_side),
+        on_checkpoint=lambda label, count: typer.echo(f"analysed {label}: {count} matrices", err=True),
     )
     for row in summary["trajectory"]:
         shares = " ".join("-" if share is None else f"{100.0 * share:.1f}%" for share in row["share_alpha_in_range"])

@@ -18,6 +18,7 @@ from diagnostics.spectral import (
     effective_rank,
     fit_power_law,
     participation_ratio,
+    singular_values,
     spectral_metrics,
     stable_rank,
 )
@@ -274,3 +275,17 @@ def test_paths_without_checkpoints_are_user_errors(tmp_path, setup):
         path.mkdir()
     with pytest.raises(UserError):
         resolve_checkpoints([str(path)])
+
+
+def test_singular_values_match_svd_on_both_routes():
+    rng = np.random.default_rng(5)
+    square = rng.standard_normal((4, 96, 96))
+    wide = rng.standard_normal((2, 40, 130))
+    low_rank = rng.standard_normal((2, 80, 3)) @ rng.standard_normal((2, 3, 60))
+    for stack in (square, wide, low_rank, np.zeros((1, 20, 10))):
+        tensor = torch.from_numpy(stack)
+        expected = torch.linalg.svdvals(tensor).numpy()
+        got = singular_values(tensor)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-12 * max(expected.max(), 1.0))
+    assert np.array_equal(singular_values(torch.from_numpy(low_rank)), torch.linalg.svdvals(torch.from_numpy(low_rank)).numpy())
