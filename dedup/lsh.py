@@ -13,6 +13,7 @@ with similarity 0.85 a candidate with probability 0.975 (equal weights: 9 x 13, 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,7 @@ class LshLayout:
         return 1.0 - (1.0 - s**self.rows) ** self.bands
 
 
+@functools.lru_cache(maxsize=64)
 def optimal_layout(
     threshold: float,
     num_perm: int,

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 
+from curation.errors import UserError
 from dedup.components import EDGE_SCHEMA, MEMBER_SCHEMA, connected_components, shuffle, unique_pairs
 from dedup.lsh import LshLayout, band_keys, resolve_layout
 from dedup.minhash import MinHasher, shingle_hashes
@@ -71,14 +72,18 @@ class NearDedupConfig:
 
     def __post_init__(self) -> None:
         if self.keep not in KEEP_POLICIES:
-            raise ValueError(f"keep must be one of {', '.join(KEEP_POLICIES)}, got {self.keep!r}")
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be strictly between 0 and 1, got {self.threshold}")
+            raise UserError(f"--keep must be one of {', '.join(KEEP_POLICIES)}, got {self.keep!r}")
+        if self.num_perm < 1 or self.ngram_size < 1:
+            raise UserError("--num-perm and --ngram-size must be at least 1")
         if self.num_partitions < 1 or self.max_cluster_slice < 1:
-            raise ValueError("num_partitions and max_cluster_slice must be at least 1")
+            raise UserError("num_partitions and max_cluster_slice must be at least 1")
+        self.layout()
 
     def layout(self) -> LshLayout:
-        return resolve_layout(self.threshold, self.num_perm, self.bands, self.rows)
+        try:
+            return resolve_layout(self.threshold, self.num_perm, self.bands, self.rows)
+        except ValueError as error:
+            raise UserError(str(error)) from None
 
 
 def _band_rows(batch: pa.Table, config: NearDedupConfig, layout: LshLayout) -> pa.Table:

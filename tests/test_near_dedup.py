@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from curation.errors import UserError
 from dedup.near import NearDedupConfig, near_duplicates
 from dedup.normalize import shingle_strings
 
@@ -169,12 +170,14 @@ json.dump({{"pairs": pairs, "stats": stats}}, open({str(tmp_path / "out.json")!r
 
 
 def test_config_is_checked():
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError, match="keep"):
         NearDedupConfig(keep="random")
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError, match="threshold"):
         NearDedupConfig(threshold=1.0)
-    with pytest.raises(ValueError):
-        NearDedupConfig(bands=4).layout()
+    with pytest.raises(UserError, match="bands"):
+        NearDedupConfig(bands=4)
+    with pytest.raises(UserError, match="at most num_perm"):
+        NearDedupConfig(bands=20, rows=8)
 
 
 def test_empty_input(ray_local):
