@@ -68,12 +68,15 @@ def time_ours(model: str, output: str) -> tuple[float, float, list[dict]]:
     return time.perf_counter() - start, time.process_time() - cpu, records
 
 
-def time_weightwatcher(model: str):
+def time_weightwatcher(model: str, blas_threads: int | None):
+    """WeightWatcher with its defaults; `blas_threads` caps NumPy/SciPy's BLAS threads (None: as is)."""
     import weightwatcher
+    from threadpoolctl import threadpool_limits
 
-    start, cpu = time.perf_counter(), time.process_time()
-    details = weightwatcher.WeightWatcher().analyze(model=model)
-    return time.perf_counter() - start, time.process_time() - cpu, details
+    with threadpool_limits(limits=blas_threads):
+        start, cpu = time.perf_counter(), time.process_time()
+        details = weightwatcher.WeightWatcher().analyze(model=model)
+        return time.perf_counter() - start, time.process_time() - cpu, details
 
 
 def compare(name: str, model: str, output: str, with_weightwatcher: bool) -> None:
@@ -82,12 +85,18 @@ def compare(name: str, model: str, output: str, with_weightwatcher: bool) -> Non
     print(f"curate diagnose (analysis + outputs): {ours_seconds:.2f} s wall, {ours_cpu:.2f} s CPU, {len(records)} matrices")
     if not with_weightwatcher:
         return
-    ww_seconds, ww_cpu, details = time_weightwatcher(model)
+    runs = []
+    for blas_threads in (None, 1):
+        ww_seconds, ww_cpu, details = time_weightwatcher(model, blas_threads)
+        runs.append((ww_seconds, ww_cpu))
+        threads = "default" if blas_threads is None else blas_threads
+        print(f"WeightWatcher analyze(), BLAS threads {threads}: {ww_seconds:.2f} s wall, {ww_cpu:.2f} s CPU, {len(details)} matrices")
     alphas = {r["name"].removesuffix(".weight"): r["alpha"] for r in records}
     differences = [abs(alphas[n] - a) for n, a in zip(details["name"], details["alpha"])]
-    print(f"WeightWatcher analyze():              {ww_seconds:.2f} s wall, {ww_cpu:.2f} s CPU, {len(details)} matrices")
-    print(f"speed-up: {ww_seconds / ours_seconds:.1f}x wall, {ww_cpu / ours_cpu:.1f}x CPU; matrices both fit: "
-          f"{len(differences)}; max |alpha difference|: {max(differences):.2e}")  # fmt: skip
+    best_seconds, best_cpu = min(runs)
+    print(f"speed-up against WeightWatcher's faster run: {best_seconds / ours_seconds:.1f}x wall, "
+          f"{best_cpu / ours_cpu:.1f}x CPU; matrices both fit: {len(differences)}; "
+          f"max |alpha difference|: {max(differences):.2e}")  # fmt: skip
 
 
 def main() -> None:

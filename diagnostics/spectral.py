@@ -25,6 +25,7 @@ evaluated at once in blocks of a numpy array.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,6 +136,18 @@ def fit_power_law(eigenvalues: np.ndarray) -> PowerLawFit:
     return _fit_standard(x, log_x)
 
 
+def _each_matrix(function, stack):
+    """`function` over chunks of a stack on one thread per torch thread: a batched LAPACK call
+    runs its matrices one after another, while LAPACK releases the GIL, so threads overlap."""
+    import torch
+
+    workers = min(torch.get_num_threads(), len(stack))
+    if workers <= 1:
+        return function(stack)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return torch.cat(list(pool.map(function, stack.chunk(workers))))
+
+
 def singular_values(stack):
     """Singular values (descending, float64 numpy) of a stack of same-shape float64 torch matrices.
 
@@ -149,12 +162,12 @@ def singular_values(stack):
 
     rows, cols = stack.shape[-2:]
     gram = stack.mT @ stack if rows >= cols else stack @ stack.mT
-    eigenvalues = torch.linalg.eigvalsh(gram).flip(-1)
+    eigenvalues = _each_matrix(torch.linalg.eigvalsh, gram).flip(-1)
     largest, smallest = eigenvalues[:, 0], eigenvalues[:, -1]
     exact = (largest <= 0) | (smallest < GRAM_MIN_RATIO * largest)
     values = eigenvalues.clamp_min(0).sqrt()
     if bool(exact.any()):
-        values[exact] = torch.linalg.svdvals(stack[exact])
+        values[exact] = _each_matrix(torch.linalg.svdvals, stack[exact])
     return values.numpy()
 
 
