@@ -24,4 +24,4 @@ run: setup
 	$(VENV)/bin/curate build --regime A --output $(OUT) --overwrite
 
 test: setup-teacher
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25

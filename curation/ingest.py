@@ -28,7 +28,10 @@ REASONS = {
     "invalid_id": "the id field is neither a string nor an integer",
     "duplicate_id": "another record earlier in the input has the same id",
 }
-RESERVED_COLUMNS = ("id", "text", "input_ids", "input_pos", "origin", "reason", "raw", "copy_index", "rewrite_status")
+RESERVED_COLUMNS = (
+    "id", "text", "input_ids", "input_pos", "origin", "reason", "raw",
+    "copy_index", "rewrite_status", "language", "original_tokens",
+)
 QUARANTINE_SCHEMA = pa.schema([("origin", pa.string()), ("reason", pa.string()), ("raw", pa.binary())])
 
 

@@ -69,6 +69,11 @@ def _unprotocol(fs: fsspec.AbstractFileSystem, path: str) -> str:
     return fs.unstrip_protocol(path) if fs.protocol not in ("file", ("file", "local")) else path
 
 
+def process_local(url: str) -> bool:
+    """True for filesystems that live in one process (memory://): Ray workers cannot see them."""
+    return url.startswith("memory://")
+
+
 def list_input_files(urls: list[str]) -> list[InputFile]:
     """Expand URLs into files, sorted by URL; a URL that matches nothing is a user error."""
     files: dict[str, InputFile] = {}
@@ -98,8 +103,10 @@ def list_input_files(urls: list[str]) -> list[InputFile]:
 
 
 def _open_binary(file: InputFile) -> io.BufferedIOBase:
+    """The file's decompressed bytes as a line-iterable stream (zstd readers cannot iterate lines)."""
     compression = {"jsonl.gz": "gzip", "jsonl.zst": "zstd"}.get(file.format)
-    return fsspec.open(file.url, "rb", compression=compression).open()
+    handle = fsspec.open(file.url, "rb", compression=compression).open()
+    return io.BufferedReader(handle) if compression == "zstd" else handle
 
 
 def _parse_json_line(line: bytes) -> tuple[dict | None, str | None]:

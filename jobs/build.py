@@ -27,8 +27,8 @@ import ray
 from curation.embedded import EMBEDDED_URL, write_embedded_corpus
 from curation.errors import UserError
 from curation.ingest import QUARANTINE_SCHEMA, IngestConfig, ingest_file, reason_summary
-from curation.manifest import FORMAT_VERSION, config_hash, is_complete, load_manifest, write_manifest
-from curation.readers import InputFile, list_input_files
+from curation.manifest import FORMAT_VERSION, config_hash, is_complete, load_manifest, write_json_atomic, write_manifest
+from curation.readers import InputFile, list_input_files, process_local
 from curation.shards import ShardInfo, read_shard, write_shard
 from curation.tokenizer import eod_token_id, load_tokenizer, save_tokenizer, train_bpe
 from dedup.exact import exact_duplicates, reused_ids, text_keys
@@ -175,10 +175,19 @@ def ingest_stage(config: BuildConfig, out: str, stage_dir: str) -> dict:
     ingest_config = IngestConfig(text_field=config.text_field, max_doc_bytes=config.max_doc_bytes)
 
     def read_files(batch: dict) -> Iterator[pa.Table]:
-        for index, url, name, fmt, size in zip(batch["index"], batch["url"], batch["name"], batch["format"], batch["size"]):
+        rows = zip(batch["index"], batch["url"], batch["name"], batch["format"], batch["size"], batch["data"])
+        for index, url, name, fmt, size, data in rows:
+            if data is not None:
+                fsspec.filesystem("memory").pipe(str(url), bytes(data))
             yield from ingest_file(InputFile(str(url), str(name), str(fmt), int(size)), int(index), ingest_config)
 
-    listing = [{"index": i, "url": f.url, "name": f.name, "format": f.format, "size": f.size} for i, f in enumerate(files)]
+    listing = [
+        {
+            "index": i, "url": f.url, "name": f.name, "format": f.format, "size": f.size,
+            "data": fsspec.filesystem("memory").cat(f.url) if process_local(f.url) else None,
+        }
+        for i, f in enumerate(files)
+    ]
     listed = ray.data.from_items(listing, override_num_blocks=min(len(listing), 1000))
     listed.map_batches(read_files, batch_size=1, batch_format="numpy").write_parquet(f"{stage_dir}/records")
     records = ray.data.read_parquet(f"{stage_dir}/records")
@@ -336,10 +345,15 @@ def write_pairs(out: str, exact_dir: str, near_dir: str | None) -> int:
     return pairs.num_rows
 
 
-def build_stats(out: str, dedup: dict, reference: str | None) -> dict:
-    from jobs.stats_job import write_build_stats
+def build_stats(out: str, dedup: dict, reference: str | None, teacher: dict | None = None) -> dict:
+    """stats.json of the build; a D build's phase 1 also records the teacher's statuses and token counts."""
+    from jobs.stats_job import compute_build_stats
 
-    return write_build_stats(out, dedup, reference)
+    stats = compute_build_stats(out, dedup, reference)
+    if teacher is not None:
+        stats["phases"]["phase-1"]["teacher"] = teacher
+    write_json_atomic(out, "stats.json", stats)
+    return stats
 
 
 def build_base(config: BuildConfig, out: str, runner: StageRunner) -> dict:
@@ -415,7 +429,7 @@ def derive(config: BuildConfig, source: str, out: str, runner: StageRunner) -> d
     phase_one = runner.run("derive", lambda d: {"phase": derive_phase1(config, source, source_manifest, out)})
     phases = [phase_one["phase"], phase_two]
     dedup = source_manifest.get("dedup", {})
-    runner.run("stats", lambda d: {"stats": bool(build_stats(out, dedup, source))})
+    runner.run("stats", lambda d: {"stats": bool(build_stats(out, dedup, source, phase_one["phase"].get("teacher")))})
     manifest = make_manifest(
         recipe, config, phases, source_manifest["counts"], source_manifest["tokenizer"], source_manifest["inputs"]
     )

@@ -362,7 +362,9 @@ def run_vl_build(
     }
     if written["phase"]["rows"] != counts["kept"]:
         raise RuntimeError(f"phase-1 holds {written['phase']['rows']} rows, expected {counts['kept']}")
-    write_json_atomic(output, "stats.json", {"vl": written["vl"]})
+    from jobs.stats_job import compute_build_stats
+
+    write_json_atomic(output, "stats.json", compute_build_stats(output, counts) | {"vl": written["vl"]})
     recipe = get_recipe("VL")
     manifest = {
         "format_version": FORMAT_VERSION,
