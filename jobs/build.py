@@ -100,9 +100,11 @@ def init_ray(options: RunOptions) -> None:
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     context.issue_detectors_config.detectors = []
+    context.shuffle_strategy = ray.data.context.ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
 
 
 PARTITION_BYTES = 128 * 1024 * 1024
+BROADCAST_KEYS = 1_000_000
 
 
 def set_parallelism(input_bytes: int) -> None:
@@ -122,14 +124,35 @@ def _partitions() -> int:
     return ray.data.DataContext.get_current().default_hash_shuffle_parallelism
 
 
+def _filter_by_keys(left: "ray.data.Dataset", keys: "ray.data.Dataset", key: str, keep_matches: bool) -> "ray.data.Dataset":
+    """Rows of `left` whose `key` is (keep_matches) or is not among `keys`'s.
+
+    Like a broadcast hash join: up to BROADCAST_KEYS keys travel to every task as one Arrow
+    array and each block is filtered with `is_in`; more keys take Ray Data's distributed join.
+    Both give the same rows.
+    """
+    keys = keys.select_columns([key]).materialize()
+    if keys.count() > BROADCAST_KEYS:
+        join_type = "left_semi" if keep_matches else "left_anti"
+        return left.join(keys, join_type, _partitions(), on=(key,))
+    tables = [table for table in ray.get(keys.to_arrow_refs()) if table.num_rows]
+    values = pa.concat_tables(tables).column(key).combine_chunks() if tables else pa.array([], pa.int64())
+
+    def keep(table: pa.Table, values: pa.Array) -> pa.Table:
+        member = pc.is_in(table[key], value_set=values.cast(table.schema.field(key).type))
+        return table.filter(member if keep_matches else pc.invert(member))
+
+    return left.map_batches(keep, fn_kwargs={"values": values}, batch_format="pyarrow")
+
+
 def _exclude(left: "ray.data.Dataset", removed: "ray.data.Dataset", key: str) -> "ray.data.Dataset":
-    """Rows of `left` whose `key` is not among `removed`'s (a distributed anti-join)."""
-    return left.join(removed.select_columns([key]), "left_anti", _partitions(), on=(key,))
+    """Rows of `left` whose `key` is not among `removed`'s (an anti-join)."""
+    return _filter_by_keys(left, removed, key, keep_matches=False)
 
 
 def _only(left: "ray.data.Dataset", chosen: "ray.data.Dataset", key: str) -> "ray.data.Dataset":
-    """Rows of `left` whose `key` is among `chosen`'s (a distributed semi-join)."""
-    return left.join(chosen.select_columns([key]), "left_semi", _partitions(), on=(key,))
+    """Rows of `left` whose `key` is among `chosen`'s (a semi-join)."""
+    return _filter_by_keys(left, chosen, key, keep_matches=True)
 
 
 def _valid_rows(table: pa.Table) -> pa.Table:
@@ -502,6 +525,8 @@ def validate(recipe: Recipe, config: BuildConfig) -> None:
         check_repetition(config.repeat_fraction, config.repeat_times)
     if config.source is not None:
         load_manifest(config.source)
+    if config.tokenizer is not None:
+        load_tokenizer(config.tokenizer)
     if config.shard_rows < 1:
         raise UserError(f"--shard-rows must be at least 1, got {config.shard_rows}")
 
