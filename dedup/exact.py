@@ -1,8 +1,10 @@
-"""Exact deduplication on a normalized form of the text, one hash partition at a time.
+"""Exact deduplication on a normalized form of the text.
 
 The text is normalized (Unicode NFC, runs of whitespace collapsed, ends trimmed) only to
 compute its key; the document keeps its text as it came. Each group of equal keys keeps
-its smallest id. The same per-partition logic finds records that reuse an id.
+its smallest id. The same two steps find records that reuse an id (the first one stays):
+an aggregate per group finds the groups with more than one member, then each row is
+compared with its group's survivor, batch by batch.
 """
 
 from __future__ import annotations
@@ -18,30 +20,24 @@ def normalize_for_exact(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 
 def text_keys(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """128-bit xxh3 of each normalized text, as fixed-size binary."""
-    normalized = normalize_for_exact(texts)
-    return pa.array([xxhash.xxh3_128_digest(text) for text in normalized.cast(pa.binary()).to_pylist()], pa.binary(16))
+    """128-bit xxh3 of each normalized text, as a hex string."""
+    normalized = normalize_for_exact(texts).cast(pa.binary()).to_pylist()
+    return pa.array([xxhash.xxh3_128_hexdigest(text) for text in normalized], pa.string())
 
 
-def exact_duplicates(partition: pa.Table) -> pa.Table:
-    """(removed_pos, removed_id, kept_id) for every non-smallest id of an equal-key group.
+def exact_duplicates(rows: pa.Table) -> pa.Table:
+    """(input_pos, removed_id, kept_id) of rows whose id is not their group's smallest.
 
-    `partition` holds columns key, id, input_pos, and every row of a key is in it.
+    `rows` holds key, id, input_pos and kept_id (the smallest id of the row's key group).
     """
-    kept = partition.group_by("key").aggregate([("id", "min")]).rename_columns(["key", "kept_id"])
-    joined = partition.join(kept, "key")
-    removed = joined.filter(pc.not_equal(joined["id"], joined["kept_id"]))
-    return pa.table(
-        {"removed_pos": removed["input_pos"], "removed_id": removed["id"], "kept_id": removed["kept_id"]}
-    ).sort_by("removed_pos")
+    removed = rows.filter(pc.not_equal(rows["id"], rows["kept_id"]))
+    return pa.table({"input_pos": removed["input_pos"], "removed_id": removed["id"], "kept_id": removed["kept_id"]})
 
 
-def reused_ids(partition: pa.Table) -> pa.Table:
-    """(removed_pos) of every record whose id already appeared earlier in the input.
+def reused_ids(rows: pa.Table) -> pa.Table:
+    """(input_pos) of rows that are not the first use of their id.
 
-    `partition` holds columns id and input_pos, and every row of an id is in it.
+    `rows` holds id, input_pos and first_pos (the smallest input_pos of the row's id).
     """
-    first = partition.group_by("id").aggregate([("input_pos", "min")]).rename_columns(["id", "first_pos"])
-    joined = partition.join(first, "id")
-    later = joined.filter(pc.not_equal(joined["input_pos"], joined["first_pos"]))
-    return pa.table({"removed_pos": later["input_pos"]}).sort_by("removed_pos")
+    later = rows.filter(pc.not_equal(rows["input_pos"], rows["first_pos"]))
+    return pa.table({"input_pos": later["input_pos"]})

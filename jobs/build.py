@@ -145,6 +145,31 @@ def _filter_by_keys(left: "ray.data.Dataset", keys: "ray.data.Dataset", key: str
     return left.map_batches(keep, fn_kwargs={"values": values}, batch_format="pyarrow")
 
 
+def _attach_groups(rows: "ray.data.Dataset", key: str, survivor: str, name: str) -> "ray.data.Dataset":
+    """`rows` of groups (by `key`) with more than one member, each with its group's min(`survivor`) as `name`.
+
+    The per-group aggregate is vectorised; only the groups with duplicates are attached to the
+    rows, by broadcast up to BROADCAST_KEYS groups and by a distributed join beyond.
+    """
+    from ray.data.aggregate import Count, Min
+
+    groups = rows.groupby(key).aggregate(Count(), Min(survivor)).rename_columns({f"min({survivor})": name})
+    groups = groups.map_batches(
+        lambda t: t.filter(pc.greater(t["count()"], 1)).select([key, name]), batch_format="pyarrow"
+    ).materialize()
+    if groups.count() > BROADCAST_KEYS:
+        return rows.join(groups, "inner", _partitions(), on=(key,))
+    tables = [table for table in ray.get(groups.to_arrow_refs()) if table.num_rows]
+    if not tables:
+        return rows.limit(0)
+    table = pa.concat_tables(tables)
+    return rows.map_batches(
+        lambda batch, groups: batch.join(groups.cast(pa.schema([batch.schema.field(key), groups.schema.field(name)])), key, join_type="inner"),
+        fn_kwargs={"groups": table},
+        batch_format="pyarrow",
+    )
+
+
 def _exclude(left: "ray.data.Dataset", removed: "ray.data.Dataset", key: str) -> "ray.data.Dataset":
     """Rows of `left` whose `key` is not among `removed`'s (an anti-join)."""
     return _filter_by_keys(left, removed, key, keep_matches=False)
@@ -216,8 +241,8 @@ def ingest_stage(config: BuildConfig, out: str, stage_dir: str) -> dict:
     records = ray.data.read_parquet(f"{stage_dir}/records")
 
     valid = records.map_batches(_valid_rows, batch_format="pyarrow")
-    reused = valid.select_columns(["id", "input_pos"]).groupby("id").map_groups(reused_ids, batch_format="pyarrow")
-    reused = reused.rename_columns({"removed_pos": "input_pos"}).materialize()
+    shared_ids = _attach_groups(valid.select_columns(["id", "input_pos"]), "id", "input_pos", "first_pos")
+    reused = shared_ids.map_batches(reused_ids, batch_format="pyarrow").materialize()
     _exclude(valid, reused, "input_pos").drop_columns(["raw"]).write_parquet(f"{stage_dir}/docs")
 
     quarantine = records.map_batches(_invalid_rows, batch_format="pyarrow").union(
@@ -255,9 +280,9 @@ def check_bad_fraction(info: dict, max_bad_fraction: float) -> None:
 def exact_stage(stage_dir: str, docs_dir: str) -> dict:
     """Remove documents whose normalized text equals a document with a smaller id."""
     docs = ray.data.read_parquet(docs_dir)
-    keys = docs.map_batches(_with_text_key, batch_format="pyarrow")
-    removed = keys.groupby("key").map_groups(exact_duplicates, batch_format="pyarrow")
-    removed = removed.rename_columns({"removed_pos": "input_pos"}).materialize()
+    keys = docs.map_batches(_with_text_key, batch_format="pyarrow").materialize()
+    removed = _attach_groups(keys, "key", "id", "kept_id").map_batches(exact_duplicates, batch_format="pyarrow")
+    removed = removed.materialize()
     removed.select_columns(["removed_id", "kept_id"]).write_parquet(f"{stage_dir}/pairs")
     _exclude(docs, removed, "input_pos").write_parquet(f"{stage_dir}/docs")
     count = removed.count()
