@@ -86,9 +86,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
         scratch = Path(scratch)
         if args.input is not None:
-            base_seconds, documents, text_bytes = baseline_read(args.input, scratch / "baseline.arrow")
+            base_seconds, _, text_bytes = baseline_read(args.input, scratch / "baseline.arrow")
         else:
-            base_seconds, documents, text_bytes = None, None, None
+            base_seconds, text_bytes = None, None
         started = time.perf_counter()
         init_ray(RunOptions(output=str(scratch / "out"), num_cpus=args.num_cpus))
         ray_seconds = time.perf_counter() - started

@@ -12,7 +12,6 @@ byte copies of A's.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import Counter
