@@ -351,6 +351,11 @@ def write_stage(config: BuildConfig, out: str, docs_dir: str) -> dict:
     }
 
 
+def manifest_phase(manifest: dict, name: str) -> dict:
+    """The `phases` entry of a manifest called `name` ("phase-1" or "phase-2")."""
+    return next(phase for phase in manifest["phases"] if phase["name"] == name)
+
+
 def phase_entry(name: str, shards: list[ShardInfo]) -> dict:
     return {
         "name": name,
@@ -468,7 +473,7 @@ def derive(config: BuildConfig, source: str, out: str, runner: StageRunner) -> d
         raise UserError(f"--from must name a complete regime A build; {source} is regime {source_manifest['regime']}")
     recipe = get_recipe(config.regime)
     shared = ["tokenizer.json", "dedup/pairs.arrow"]
-    phase_two = next(p for p in source_manifest["phases"] if p["name"] == "phase-2")
+    phase_two = manifest_phase(source_manifest, "phase-2")
     quarantine = sorted(fs_path for fs_path in _list(source, "quarantine"))
     for relpath in shared + quarantine + [s["path"] for s in phase_two["shards"]]:
         copy_file(source, out, relpath)
@@ -567,7 +572,7 @@ def read_shards(root: str, relpaths: list[str]) -> "ray.data.Dataset":
 
 def copy_phase1(config: BuildConfig, source: str, source_manifest: dict, out: str) -> dict:
     """Regime B: A's phase-1 shards, byte for byte."""
-    phase = next(p for p in source_manifest["phases"] if p["name"] == "phase-1")
+    phase = manifest_phase(source_manifest, "phase-1")
     for shard in phase["shards"]:
         copy_file(source, out, shard["path"])
     return phase
@@ -575,7 +580,7 @@ def copy_phase1(config: BuildConfig, source: str, source_manifest: dict, out: st
 
 def repeat_phase1(config: BuildConfig, source: str, source_manifest: dict, out: str) -> dict:
     """Regime C: a seeded subset of A's phase 1, each repeated, copies spread by a seeded shuffle."""
-    phase = next(p for p in source_manifest["phases"] if p["name"] == "phase-1")
+    phase = manifest_phase(source_manifest, "phase-1")
     rows = phase["rows"]
     docs = read_shards(source, [s["path"] for s in phase["shards"]])
     keyed = docs.map_batches(lambda t: with_selection_key(t, config.seed), batch_format="pyarrow")
@@ -595,7 +600,7 @@ def teacher_phase1(config: BuildConfig, source: str, source_manifest: dict, out:
     from curation.teacher.config import TeacherConfig
     from jobs.teacher_job import rewrite_phase1
 
-    phase = next(p for p in source_manifest["phases"] if p["name"] == "phase-1")
+    phase = manifest_phase(source_manifest, "phase-1")
     shards, stats = rewrite_phase1(
         source, [s["path"] for s in phase["shards"]], out, f"{source}/tokenizer.json", TeacherConfig(**config.teacher)
     )
