@@ -1,27 +1,29 @@
-"""Per-matrix figures of whole checkpoints: which matrices, in what batches, in what order.
+"""Per-matrix figures of whole checkpoints: which matrices, on which threads, in what order.
 
-Singular values come from `diagnostics.spectral.singular_values` in float64 on stacks of
-same-shape matrices (one batched LAPACK call per stack, spread over torch's intra-op
-threads), while a background thread already reads the next stack from the safetensors files. Which matrices
-are analysed follows WeightWatcher's default filters, so its alphas and ours cover the same
-matrices: 2-D floating-point tensors whose smaller side is at least 8 and at most 15000 and
-whose larger side is at most `max_side` (50000 by default: large embedding and output
-matrices are skipped and listed).
+Each matrix is one task on a pool of one thread per CPU: read it from the safetensors
+file, convert it to float64, take its singular values (`diagnostics.spectral`) and, with a
+base, compare it to its base matrix. Inside the pool BLAS and LAPACK run on one thread
+each, so the matrices, not the threads of one LAPACK call, share the cores: an eigenvalue
+solve of a few hundred rows does not scale over threads, while independent solves do.
+Which matrices are analysed follows WeightWatcher's default filters, so its alphas and
+ours cover the same matrices: 2-D floating-point tensors whose smaller side is at least 8
+and at most 15000 and whose larger side is at most `max_side` (50000 by default: large
+embedding and output matrices are skipped and listed).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from diagnostics.checkpoints import Checkpoint, StoredTensor, TensorReader, list_tensors, parse_parameter_name
-from diagnostics.compare import comparison_metrics, correlations, relative_changes
+from diagnostics.compare import comparison_metrics, correlation, relative_change
 from diagnostics.spectral import effective_rank, singular_values, spectral_metrics
 
-STACK_BYTES = 256 << 20
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
+COMPARISON_FIELDS = ("relative_change", "correlation", "delta_effective_rank", "update_effective_rank")
 
 
 @dataclass(frozen=True)
@@ -72,18 +74,6 @@ def select_matrices(tensors: list[StoredTensor], limits: MatrixLimits) -> tuple[
     return selected, skipped
 
 
-def _stacks(matrices: list[StoredTensor]) -> list[list[StoredTensor]]:
-    """Same-shape groups, each cut to at most STACK_BYTES of float64."""
-    groups: dict[tuple[int, ...], list[StoredTensor]] = {}
-    for tensor in matrices:
-        groups.setdefault(tensor.shape, []).append(tensor)
-    stacks = []
-    for shape, group in groups.items():
-        per_stack = max(1, STACK_BYTES // (8 * math.prod(shape)))
-        stacks.extend(group[i : i + per_stack] for i in range(0, len(group), per_stack))
-    return stacks
-
-
 class Baseline:
     """The `--base` checkpoint: its matrices by name key, and their effective ranks once computed."""
 
@@ -100,49 +90,47 @@ class Baseline:
         return found if found is not None and found.shape == tensor.shape else None
 
 
-def _load_stack(reader: TensorReader, tensors: list[StoredTensor]):
+@contextmanager
+def _one_blas_thread_per_task() -> Iterator[None]:
+    """NumPy's BLAS and torch's intra-op threads limited to one while the pool runs (restored after)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch_threads = torch.get_num_threads()
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(torch_threads)
+
+
+def _single_threaded_torch() -> None:
+    """Pool thread initializer: torch (and MKL's LAPACK under it) on the calling thread only."""
     import torch
 
-    return torch.stack([reader.load(t) for t in tensors])
+    torch.set_num_threads(1)
 
 
-def _loaded_stacks(
-    reader: TensorReader, stacks: list[list[StoredTensor]], baseline: Baseline | None
-) -> Iterator[tuple[list[StoredTensor], object, list[StoredTensor | None], object]]:
-    """Each stack with its base stack, read one stack ahead in a background thread."""
-
-    def load(tensors: list[StoredTensor]):
-        bases = [baseline.match(t) for t in tensors] if baseline else [None] * len(tensors)
-        matched = [b for b in bases if b is not None]
-        return tensors, _load_stack(reader, tensors), bases, _load_stack(reader, matched) if matched else None
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(load, stacks[0]) if stacks else None
-        for following in [*stacks[1:], None]:
-            loaded = pending.result()
-            pending = pool.submit(load, following) if following is not None else None
-            yield loaded
-
-
-def _comparisons(stack, base_stack, bases: list[StoredTensor | None], baseline: Baseline, ranks: list) -> list:
-    """Comparison figures for the matrices of a stack that have a base (None for the others)."""
-    matched = [i for i, b in enumerate(bases) if b is not None]
-    current = stack[matched]
-    keys = [parse_parameter_name(bases[i].name).key for i in matched]
-    missing = [j for j, key in enumerate(keys) if key not in baseline.effective_ranks]
-    if missing:
-        for j, values in zip(missing, singular_values(base_stack[missing])):
-            baseline.effective_ranks[keys[j]] = effective_rank(values)
-    update_values = singular_values(current - base_stack)
-    changes = relative_changes(current, base_stack).tolist()
-    correlation = correlations(current, base_stack).tolist()
-    figures: list[dict | None] = [None] * len(bases)
-    for j, i in enumerate(matched):
-        figures[i] = comparison_metrics(
-            changes[j], correlation[j], ranks[i], baseline.effective_ranks[keys[j]], update_values[j]
-        )
-        figures[i]["base_name"] = bases[i].name
-    return figures
+def _analyse_matrix(reader: TensorReader, tensor: StoredTensor, baseline: Baseline | None) -> dict:
+    matrix = reader.load(tensor).numpy()
+    figures = spectral_metrics(singular_values(matrix))
+    if baseline is None:
+        return figures
+    base = baseline.match(tensor)
+    if base is None:
+        return {**figures, **dict.fromkeys(COMPARISON_FIELDS), "base_name": None}
+    base_matrix = reader.load(base).numpy()
+    key = parse_parameter_name(base.name).key
+    if key not in baseline.effective_ranks:
+        baseline.effective_ranks[key] = effective_rank(singular_values(base_matrix))
+    comparison = comparison_metrics(
+        relative_change(matrix, base_matrix),
+        correlation(matrix, base_matrix),
+        figures["effective_rank"],
+        baseline.effective_ranks[key],
+        singular_values(matrix - base_matrix),
+    )
+    return {**figures, **comparison, "base_name": base.name}
 
 
 def analyse_checkpoint(
@@ -150,24 +138,18 @@ def analyse_checkpoint(
 ) -> tuple[list[dict], list[dict]]:
     """One record per analysed matrix (spectral figures, and comparison figures with a baseline),
     plus the skipped matrices."""
+    import torch
+
     matrices, skipped = select_matrices(list_tensors(checkpoint), limits)
-    order = {t.name: i for i, t in enumerate(matrices)}
-    records: list[dict | None] = [None] * len(matrices)
     reader = TensorReader()
-    no_base = dict.fromkeys(("relative_change", "correlation", "delta_effective_rank", "update_effective_rank"))
-    for tensors, stack, bases, base_stack in _loaded_stacks(reader, _stacks(matrices), baseline):
-        figures = [spectral_metrics(values) for values in singular_values(stack)]
-        if baseline is not None:
-            comparisons = (
-                _comparisons(stack, base_stack, bases, baseline, [f["effective_rank"] for f in figures])
-                if base_stack is not None
-                else [None] * len(tensors)
-            )
-            for figure, comparison in zip(figures, comparisons):
-                figure.update(comparison if comparison is not None else {**no_base, "base_name": None})
-        for tensor, figure in zip(tensors, figures):
-            parsed = parse_parameter_name(tensor.name)
-            records[order[tensor.name]] = {
+    workers = max(1, torch.get_num_threads())
+    with _one_blas_thread_per_task(), ThreadPoolExecutor(workers, initializer=_single_threaded_torch) as pool:
+        figures = list(pool.map(lambda tensor: _analyse_matrix(reader, tensor, baseline), matrices))
+    records = []
+    for tensor, figure in zip(matrices, figures):
+        parsed = parse_parameter_name(tensor.name)
+        records.append(
+            {
                 "checkpoint": checkpoint.label,
                 "name": tensor.name,
                 "module": parsed.module,
@@ -176,6 +158,7 @@ def analyse_checkpoint(
                 "dtype": tensor.dtype,
                 **figure,
             }
+        )
     for entry in skipped:
         entry["checkpoint"] = checkpoint.label
     return records, skipped

@@ -22,23 +22,18 @@ import numpy as np
 from diagnostics.spectral import effective_rank
 
 
-def relative_changes(current, base):
-    """||W1 - W0||_F / ||W0||_F for each matrix of two stacked torch tensors (batch, rows, cols)."""
-    import torch
-
-    base_norm = torch.linalg.matrix_norm(base)
-    change = torch.linalg.matrix_norm(current - base)
-    return torch.where(base_norm > 0, change / base_norm, torch.full_like(change, math.nan))
+def relative_change(current: np.ndarray, base: np.ndarray) -> float:
+    """||W1 - W0||_F / ||W0||_F (nan when W0 is zero)."""
+    base_norm = np.linalg.norm(base)
+    return float(np.linalg.norm(current - base) / base_norm) if base_norm > 0 else math.nan
 
 
-def correlations(current, base):
-    """Pearson correlation of the entries of each pair of stacked matrices (nan when one is constant)."""
-    a = current.flatten(1)
-    b = base.flatten(1)
-    a = a - a.mean(dim=1, keepdim=True)
-    b = b - b.mean(dim=1, keepdim=True)
-    denominator = (a.square().sum(dim=1) * b.square().sum(dim=1)).sqrt()
-    return (a * b).sum(dim=1) / denominator
+def correlation(current: np.ndarray, base: np.ndarray) -> float:
+    """Pearson correlation of the entries of two matrices (nan when one is constant)."""
+    a = current.ravel() - current.mean()
+    b = base.ravel() - base.mean()
+    denominator = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b) / denominator if denominator > 0 else math.nan
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -25,7 +25,6 @@ evaluated at once in blocks of a numpy array.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,22 +135,11 @@ def fit_power_law(eigenvalues: np.ndarray) -> PowerLawFit:
     return _fit_standard(x, log_x)
 
 
-def _each_matrix(function, stack):
-    """`function` over chunks of a stack on one thread per torch thread: a batched LAPACK call
-    runs its matrices one after another, while LAPACK releases the GIL, so threads overlap."""
-    import torch
+def singular_values(matrix: np.ndarray) -> np.ndarray:
+    """Singular values (descending, float64) of one float64 matrix.
 
-    workers = min(torch.get_num_threads(), len(stack))
-    if workers <= 1:
-        return function(stack)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return torch.cat(list(pool.map(function, stack.chunk(workers))))
-
-
-def singular_values(stack):
-    """Singular values (descending, float64 numpy) of a stack of same-shape float64 torch matrices.
-
-    The fast route takes the eigenvalues of the smaller Gram matrix (W^T W or W W^T) with
+    The fast route takes the eigenvalues of the smaller Gram matrix (W^T W or W W^T; NumPy
+    computes it with a symmetric rank-k update, half a matrix product) with
     `torch.linalg.eigvalsh`: two to five times cheaper than an SVD. Its absolute error is
     about machine epsilon times the largest eigenvalue, so an eigenvalue lambda carries a
     relative error near 1e-16 * lambda_max / lambda. The route is kept only for matrices whose
@@ -160,15 +148,13 @@ def singular_values(stack):
     """
     import torch
 
-    rows, cols = stack.shape[-2:]
-    gram = stack.mT @ stack if rows >= cols else stack @ stack.mT
-    eigenvalues = _each_matrix(torch.linalg.eigvalsh, gram).flip(-1)
-    largest, smallest = eigenvalues[:, 0], eigenvalues[:, -1]
-    exact = (largest <= 0) | (smallest < GRAM_MIN_RATIO * largest)
-    values = eigenvalues.clamp_min(0).sqrt()
-    if bool(exact.any()):
-        values[exact] = _each_matrix(torch.linalg.svdvals, stack[exact])
-    return values.numpy()
+    rows, cols = matrix.shape
+    gram = matrix.T @ matrix if rows >= cols else matrix @ matrix.T
+    eigenvalues = torch.linalg.eigvalsh(torch.from_numpy(gram)).numpy()[::-1]
+    largest, smallest = eigenvalues[0], eigenvalues[-1]
+    if largest <= 0 or smallest < GRAM_MIN_RATIO * largest:
+        return torch.linalg.svdvals(torch.from_numpy(matrix)).numpy()
+    return np.sqrt(np.maximum(eigenvalues, 0.0))
 
 
 def effective_rank(singular_values: np.ndarray) -> float | None:

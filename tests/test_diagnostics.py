@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from curation.errors import UserError
 from diagnostics.analysis import MatrixLimits, select_matrices
 from diagnostics.checkpoints import StoredTensor, parse_parameter_name, resolve_checkpoints
-from diagnostics.compare import change_variance, correlations, relative_changes
+from diagnostics.compare import change_variance, correlation, relative_change
 from diagnostics.spectral import (
     effective_rank,
     fit_power_law,
@@ -142,17 +142,18 @@ def test_low_rank_plus_noise_has_ranks_near_its_rank():
 
 def test_comparison_figures_follow_their_definitions():
     rng = np.random.default_rng(4)
-    base = torch.from_numpy(rng.standard_normal((3, 30, 20)))
-    noise = torch.from_numpy(rng.standard_normal((3, 30, 20)))
-    current = torch.stack([2 * base[0], -base[1], base[2] + 0.1 * noise[2]])
-    changes = relative_changes(current, base)
-    assert changes[0] == pytest.approx(1.0)
-    assert changes[1] == pytest.approx(2.0)
-    assert changes[2] == pytest.approx(float(0.1 * noise[2].norm() / base[2].norm()))
-    corr = correlations(current, base)
-    assert corr[0] == pytest.approx(1.0) and corr[1] == pytest.approx(-1.0)
-    expected = np.corrcoef(current[2].flatten().numpy(), base[2].flatten().numpy())[0, 1]
-    assert corr[2] == pytest.approx(expected)
+    base = rng.standard_normal((3, 30, 20))
+    noise = rng.standard_normal((30, 20))
+    current = [2 * base[0], -base[1], base[2] + 0.1 * noise]
+    assert relative_change(current[0], base[0]) == pytest.approx(1.0)
+    assert relative_change(current[1], base[1]) == pytest.approx(2.0)
+    assert relative_change(current[2], base[2]) == pytest.approx(0.1 * np.linalg.norm(noise) / np.linalg.norm(base[2]))
+    assert math.isnan(relative_change(base[0], np.zeros((30, 20))))
+    assert correlation(current[0], base[0]) == pytest.approx(1.0)
+    assert correlation(current[1], base[1]) == pytest.approx(-1.0)
+    expected = np.corrcoef(current[2].ravel(), base[2].ravel())[0, 1]
+    assert correlation(current[2], base[2]) == pytest.approx(expected)
+    assert math.isnan(correlation(np.ones((30, 20)), base[0]))
 
 
 def test_change_variance_is_the_coefficient_of_variation_over_layers():
@@ -279,13 +280,13 @@ def test_paths_without_checkpoints_are_user_errors(tmp_path, setup):
 
 def test_singular_values_match_svd_on_both_routes():
     rng = np.random.default_rng(5)
-    square = rng.standard_normal((4, 96, 96))
-    wide = rng.standard_normal((2, 40, 130))
-    low_rank = rng.standard_normal((2, 80, 3)) @ rng.standard_normal((2, 3, 60))
-    for stack in (square, wide, low_rank, np.zeros((1, 20, 10))):
-        tensor = torch.from_numpy(stack)
-        expected = torch.linalg.svdvals(tensor).numpy()
-        got = singular_values(tensor)
+    square = rng.standard_normal((96, 96))
+    tall = rng.standard_normal((130, 40))
+    wide = rng.standard_normal((40, 130))
+    low_rank = rng.standard_normal((80, 3)) @ rng.standard_normal((3, 60))
+    for matrix in (square, tall, wide, low_rank, np.zeros((20, 10))):
+        expected = torch.linalg.svdvals(torch.from_numpy(matrix)).numpy()
+        got = singular_values(matrix)
         assert got.shape == expected.shape
         np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-12 * max(expected.max(), 1.0))
-    assert np.array_equal(singular_values(torch.from_numpy(low_rank)), torch.linalg.svdvals(torch.from_numpy(low_rank)).numpy())
+    assert np.array_equal(singular_values(low_rank), torch.linalg.svdvals(torch.from_numpy(low_rank)).numpy())
