@@ -22,6 +22,7 @@ about 2**-64.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -196,14 +197,20 @@ def _byte_chunks(texts: pa.Array) -> list[tuple[int, int]]:
     return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
 
 
-def shingle_hashes(texts: list[str] | pa.Array | pa.ChunkedArray, ngram_size: int = 5) -> ShingleSets:
-    """64-bit hashes of every shingle of every document (rules in `dedup.normalize`)."""
+def shingle_chunks(texts: list[str] | pa.Array | pa.ChunkedArray, ngram_size: int = 5) -> Iterator[tuple[int, ShingleSets]]:
+    """Shingle hashes of consecutive runs of documents with about CHUNK_BYTES of text each, lazily:
+    (index of the run's first document, its ShingleSets). Memory stays bounded by the chunk."""
     if ngram_size < 1:
         raise ValueError(f"ngram_size must be at least 1, got {ngram_size}")
     array = _as_string_array(texts)
-    parts = [_shingle_chunk(array.slice(lo, hi - lo), ngram_size) for lo, hi in _byte_chunks(array)]
+    return ((lo, _shingle_chunk(array.slice(lo, hi - lo), ngram_size)) for lo, hi in _byte_chunks(array))
+
+
+def shingle_hashes(texts: list[str] | pa.Array | pa.ChunkedArray, ngram_size: int = 5) -> ShingleSets:
+    """64-bit hashes of every shingle of every document (rules in `dedup.normalize`)."""
+    parts = [shingles for _, shingles in shingle_chunks(texts, ngram_size)]
     if not parts:
-        return ShingleSets(np.zeros(0, np.uint64), np.zeros(len(array) + 1, np.int64))
+        return ShingleSets(np.zeros(0, np.uint64), np.zeros(len(_as_string_array(texts)) + 1, np.int64))
     offsets, shingles_before = [np.zeros(1, np.int64)], 0
     for part in parts:
         offsets.append(part.offsets[1:] + shingles_before)
@@ -235,10 +242,7 @@ class MinHasher:
         Works through the batch in chunks of about CHUNK_BYTES of text, so its working memory
         does not grow with the batch."""
         array = _as_string_array(texts)
-        parts = [
-            self.signatures_of(_shingle_chunk(array.slice(lo, hi - lo), self.ngram_size))
-            for lo, hi in _byte_chunks(array)
-        ]
+        parts = [self.signatures_of(shingles) for _, shingles in shingle_chunks(array, self.ngram_size)]
         if not parts:
             return np.full((len(array), self.num_perm), np.uint32(0xFFFFFFFF), np.uint32)
         return np.concatenate(parts)

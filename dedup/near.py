@@ -33,7 +33,7 @@ import ray
 from curation.errors import UserError
 from dedup.components import EDGE_SCHEMA, MEMBER_SCHEMA, connected_components, shuffle, unique_pairs
 from dedup.lsh import LshLayout, band_keys, resolve_layout
-from dedup.minhash import MinHasher, shingle_hashes
+from dedup.minhash import MinHasher, shingle_chunks
 from dedup.verify import PAIR_SCHEMA, VERIFIED_SCHEMA, verify_against_kept
 
 KEEP_POLICIES = ("min-id", "longest", "first")
@@ -88,12 +88,15 @@ class NearDedupConfig:
 
 def _band_rows(batch: pa.Table, config: NearDedupConfig, layout: LshLayout) -> pa.Table:
     hasher = MinHasher(config.num_perm, config.ngram_size, config.seed)
-    shingles = shingle_hashes(batch.column("text"), config.ngram_size)
-    has_shingles = shingles.counts() > 0
-    keys = band_keys(hasher.signatures_of(shingles)[has_shingles], layout)
-    nodes = batch.column("input_pos").to_numpy()[has_shingles]
+    positions = batch.column("input_pos").to_numpy()
+    keys, nodes = [np.zeros((0, layout.bands), np.uint64)], [np.zeros(0, np.int64)]
+    for first, shingles in shingle_chunks(batch.column("text"), config.ngram_size):
+        has_shingles = shingles.counts() > 0
+        keys.append(band_keys(hasher.signatures_of(shingles)[has_shingles], layout))
+        nodes.append(positions[first : first + len(has_shingles)][has_shingles])
     return pa.table(
-        {"bucket": keys.reshape(-1).view(np.int64), "node": np.repeat(nodes, layout.bands)}, schema=BAND_SCHEMA
+        {"bucket": np.concatenate(keys).reshape(-1).view(np.int64), "node": np.repeat(np.concatenate(nodes), layout.bands)},
+        schema=BAND_SCHEMA,
     )
 
 
@@ -210,8 +213,8 @@ def near_duplicates(ds: "ray.data.Dataset", config: NearDedupConfig) -> tuple["r
     """
     layout = config.layout()
     partitions = config.num_partitions
-    docs = ds.select_columns(DOC_SCHEMA.names).materialize()
-    doc_refs = [_conform.remote(ref, DOC_SCHEMA) for ref in docs.to_arrow_refs()]
+    doc_refs = [_conform.remote(ref, DOC_SCHEMA) for ref in ds.to_arrow_refs()]
+    docs = ray.data.from_arrow_refs(doc_refs)
     band_refs = docs.map_batches(
         _band_rows, fn_kwargs={"config": config, "layout": layout}, batch_format="pyarrow"
     ).to_arrow_refs()
