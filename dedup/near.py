@@ -22,6 +22,8 @@ number of CPUs and any block layout.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -205,6 +207,23 @@ def _tally_all(refs: list) -> Counter:
     return sum(ray.get([_tally.remote(ref) for ref in refs]), Counter())
 
 
+@contextmanager
+def _no_operator_reservation() -> Iterator[None]:
+    """Ray Data without per-operator resource reservations while the block is open.
+
+    The reservation holds back half of the CPUs for operators that may need them later; for the
+    MinHash map over blocks already in memory (one operator, output smaller than input) it only
+    means that on a 2-CPU machine one task runs at a time (measured: 1.5 s instead of 0.9 s).
+    """
+    context = ray.data.DataContext.get_current()
+    reserved = context.op_resource_reservation_enabled
+    context.op_resource_reservation_enabled = False
+    try:
+        yield
+    finally:
+        context.op_resource_reservation_enabled = reserved
+
+
 def near_duplicates(ds: "ray.data.Dataset", config: NearDedupConfig) -> tuple["ray.data.Dataset", dict]:
     """Near-duplicate pairs of a Dataset with columns id (unique), text and input_pos (unique).
 
@@ -214,10 +233,11 @@ def near_duplicates(ds: "ray.data.Dataset", config: NearDedupConfig) -> tuple["r
     layout = config.layout()
     partitions = config.num_partitions
     doc_refs = [_conform.remote(ref, DOC_SCHEMA) for ref in ds.to_arrow_refs()]
-    docs = ray.data.from_arrow_refs(doc_refs)
-    band_refs = docs.map_batches(
-        _band_rows, fn_kwargs={"config": config, "layout": layout}, batch_format="pyarrow"
-    ).to_arrow_refs()
+    with _no_operator_reservation():
+        docs = ray.data.from_arrow_refs(doc_refs)
+        band_refs = docs.map_batches(
+            _band_rows, fn_kwargs={"config": config, "layout": layout}, batch_format="pyarrow"
+        ).to_arrow_refs()
 
     edges = shuffle([(band_refs, "bucket", BAND_SCHEMA)], partitions, _bucket_edges)
     members, graph = connected_components(edges, partitions)
