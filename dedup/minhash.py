@@ -208,9 +208,10 @@ def shingle_chunks(texts: list[str] | pa.Array | pa.ChunkedArray, ngram_size: in
 
 def shingle_hashes(texts: list[str] | pa.Array | pa.ChunkedArray, ngram_size: int = 5) -> ShingleSets:
     """64-bit hashes of every shingle of every document (rules in `dedup.normalize`)."""
-    parts = [shingles for _, shingles in shingle_chunks(texts, ngram_size)]
+    array = _as_string_array(texts)
+    parts = [shingles for _, shingles in shingle_chunks(array, ngram_size)]
     if not parts:
-        return ShingleSets(np.zeros(0, np.uint64), np.zeros(len(_as_string_array(texts)) + 1, np.int64))
+        return ShingleSets(np.zeros(0, np.uint64), np.zeros(len(array) + 1, np.int64))
     offsets, shingles_before = [np.zeros(1, np.int64)], 0
     for part in parts:
         offsets.append(part.offsets[1:] + shingles_before)

@@ -157,3 +157,20 @@ def test_band_keys_agree_exactly_where_a_band_agrees():
 def test_long_units_that_differ_late_or_only_in_length_stay_distinct():
     words = ["internationalization", "internationalizatiom", "internationalizations", "a" * 16, "a" * 17, "a" * 8, "a" * 9]
     assert len(set(shingle_hashes(words, 1).hashes.tolist())) == len(words)
+
+
+def test_signatures_equal_the_plain_minimum_for_any_number_of_permutations():
+    texts = [*TEXTS, " ".join(WORDS * 40), ""]
+    shingles = shingle_hashes(texts, 5)
+    folded = (shingles.hashes ^ (shingles.hashes >> np.uint64(32))).astype(np.uint64)
+    for num_perm in (1, 13, 128):
+        hasher = MinHasher(num_perm=num_perm)
+        a = hasher._multipliers[:, 0].astype(np.uint64)
+        b = hasher._increments[:, 0].astype(np.uint64)
+        got = hasher.signatures(texts)
+        for doc, (lo, hi) in enumerate(zip(shingles.offsets[:-1], shingles.offsets[1:])):
+            if hi == lo:
+                assert (got[doc] == 0xFFFFFFFF).all()
+                continue
+            values = (a[:, None] * folded[None, lo:hi] + b[:, None]) & np.uint64(0xFFFFFFFF)
+            assert np.array_equal(got[doc], values.min(axis=1).astype(np.uint32))
