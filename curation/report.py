@@ -8,12 +8,15 @@ build keeps one colour in every plot.
 from __future__ import annotations
 
 import html
-import io
 import os
 from dataclasses import dataclass
 
+import matplotlib
+from matplotlib.ticker import MaxNLocator, NullFormatter
+
 from curation.errors import UserError
 from curation.manifest import is_complete, read_json
+from curation.plots import new_figure, to_svg
 
 STATS_NAME = "stats.json"
 SECTIONS = ("phase-1", "overall")
@@ -56,28 +59,6 @@ def section(build: Build, name: str) -> dict:
 # ---- plots --------------------------------------------------------------------------------
 
 
-def _figure(panels: int = 1, height: float = 3.4, rows: int = 1):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "curate-report", "font.size": 9})
-    figure, axes = plt.subplots(rows, panels, figsize=(4.6 * panels, height * rows), squeeze=False)
-    return figure, list(axes.flat)
-
-
-def _svg(figure) -> str:
-    import matplotlib.pyplot as plt
-
-    buffer = io.StringIO()
-    figure.tight_layout(rect=(0, 0, 1, 0.92) if figure.legends else None)
-    figure.savefig(buffer, format="svg", metadata={"Date": None})
-    plt.close(figure)
-    text = buffer.getvalue()
-    return text[text.index("<svg") :]
-
-
 def _colour(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
@@ -88,9 +69,7 @@ def _no_data(axis, what: str) -> None:
 
 def _line_panels(builds: list[Build], points_of, axes_setup: dict, what: str, marker: str | None = "o") -> str:
     """One panel per section, one line per build; `points_of(section) -> [(x, y), ...]`."""
-    from matplotlib.ticker import NullFormatter
-
-    figure, axes = _figure(len(SECTIONS))
+    figure, axes = new_figure(len(SECTIONS))
     for axis, name in zip(axes, SECTIONS):
         drawn = False
         for index, build in enumerate(builds):
@@ -105,7 +84,7 @@ def _line_panels(builds: list[Build], points_of, axes_setup: dict, what: str, ma
             axis.legend(fontsize=8)
         else:
             _no_data(axis, what)
-    return _svg(figure)
+    return to_svg(figure)
 
 
 def _rank_frequency_points(values: dict) -> list[tuple]:
@@ -156,8 +135,6 @@ def _grouped_bars(axis, builds: list[Build], histogram_of, log: bool = True) -> 
     if log:
         axis.set_yscale("log")
     else:
-        from matplotlib.ticker import MaxNLocator
-
         axis.yaxis.set_major_locator(MaxNLocator(integer=True))
     if sizes:
         axis.legend(fontsize=8)
@@ -169,7 +146,7 @@ def _near_clusters(build: Build) -> dict:
 
 
 def plot_cluster_sizes(builds: list[Build]) -> str:
-    figure, axes = _figure(len(SECTIONS) + 1)
+    figure, axes = new_figure(len(SECTIONS) + 1)
     for axis, name in zip(axes, SECTIONS):
         if not _grouped_bars(axis, builds, lambda b: section(b, name).get("cluster_size_histogram") or {}):
             _no_data(axis, "document hashes")
@@ -178,15 +155,13 @@ def plot_cluster_sizes(builds: list[Build]) -> str:
     if not _grouped_bars(near, builds, _near_clusters, log=False):
         _no_data(near, "near-duplicate clusters")
     near.set(title="dedup stage: near-duplicate clusters", xlabel="documents per cluster", ylabel="clusters")
-    return _svg(figure)
+    return to_svg(figure)
 
 
 def _stacked_shares(builds: list[Build], key: str, what: str) -> str:
-    figure, axes = _figure(len(SECTIONS), height=1.2 + 0.45 * len(builds))
+    figure, axes = new_figure(len(SECTIONS), panel=(4.6, 1.2 + 0.45 * len(builds)))
     categories = sorted({c for b in builds for name in SECTIONS for c in section(b, name).get(key, {})})
-    import matplotlib.pyplot as plt
-
-    colours = plt.get_cmap("tab20").colors
+    colours = matplotlib.colormaps["tab20"].colors
     for axis, name in zip(axes, SECTIONS):
         labels = [b.label for b in builds]
         left = [0.0] * len(builds)
@@ -204,7 +179,7 @@ def _stacked_shares(builds: list[Build], key: str, what: str) -> str:
             _no_data(axis, what)
     if categories:
         axes[-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.06, 0.5))
-    return _svg(figure)
+    return to_svg(figure)
 
 
 def plot_languages(builds: list[Build]) -> str:
@@ -235,7 +210,7 @@ def metric(values: dict, key: str):
 
 
 def plot_phase_bars(builds: list[Build]) -> str:
-    figure, axes = _figure(3, height=2.9, rows=2)
+    figure, axes = new_figure(3, rows=2, panel=(4.6, 2.9))
     phases = sorted({p for b in builds for p in b.stats.get("phases", {})})
     width = 0.8 / max(1, len(builds))
     for axis, (key, label, scale) in zip(axes, PHASE_METRICS):
@@ -248,7 +223,7 @@ def plot_phase_bars(builds: list[Build]) -> str:
         axis.set(title=label, ylabel=label)
     handles, labels = axes[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="upper right", fontsize=8, ncols=len(builds))
-    return _svg(figure)
+    return to_svg(figure)
 
 
 PLOTS = (

@@ -6,5 +6,5 @@ the records and summary without writing. The pieces: `checkpoints` (finding safe
 checkpoints, naming matrices by module and layer), `spectral` (singular values, the
 WeightWatcher power-law fit, rank measures), `compare` (change against a base),
 `analysis` (whole checkpoints, batched), `summary` (model-level figures, Table 1),
-`report` and `svg` (the HTML page).
+`report` (the HTML page, its charts drawn with `curation.plots`).
 """

@@ -1,20 +1,25 @@
-"""The self-contained HTML page of a diagnosis: tables plus inline SVG charts (diagnostics/svg.py).
+"""The self-contained HTML page of a diagnosis: tables plus inline SVG charts drawn by matplotlib.
 
 Sections: the trajectory table (the paper's Table 1: a row per run, a column per step), the alpha histogram
 of every checkpoint, the layer-wise profile of every module type (alpha, effective rank and,
 against a base, relative change, correlation and delta effective rank; one line per
 checkpoint), per-module figures of the last checkpoint, the skipped matrices and failed
-fits, and the definitions. The same input gives the same bytes.
+fits, and the definitions. The same input gives the same bytes (charts go through
+`curation.plots`, like the coverage report's).
 """
 
 from __future__ import annotations
 
 import html
+import math
 
+import matplotlib
 import numpy as np
+from matplotlib.colors import to_hex
+from matplotlib.ticker import MaxNLocator
 
+from curation.plots import new_figure, to_svg
 from diagnostics.summary import ALPHA_RANGE, DEFINITIONS
-from diagnostics.svg import histogram, line_chart, palette
 
 PROFILE_FIGURES = (
     ("alpha", "alpha", "Heavy-tail exponent; the shaded band is the well-conditioned range [2, 6]."),
@@ -24,6 +29,9 @@ PROFILE_FIGURES = (
     ("delta_effective_rank", "delta effective rank", "Effective rank minus the base's: representational restructuring."),
 )
 BASE_FIGURES = {"relative_change", "correlation", "delta_effective_rank"}
+PANEL = (3.55, 2.4)  # inches: 340 x 230 CSS pixels, the width of a .panel
+BAND_COLOR = "#d9ead3"
+BAR_COLOR = "#3c78d8"
 LLAMA_ORDER = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1450px; padding: 0 1em; color: #222; }
@@ -32,6 +40,7 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 figure { margin: 1em 0 2em 0; } figcaption { font-size: 0.9em; color: #555; max-width: 1050px; }
 .panels { display: flex; flex-wrap: wrap; gap: 0.5em 1em; } .panel { width: 340px; } .panel .note { margin: 0 0 0 0.5em; }
+.panel svg { width: 100%; height: auto; }
 .legend { font-size: 0.85em; margin: 0.3em 0; } .key { margin-right: 1em; white-space: nowrap; }
 .swatch { display: inline-block; width: 1.2em; height: 0.6em; margin-right: 0.3em; }
 .note { font-size: 0.9em; color: #555; }
@@ -94,19 +103,50 @@ def _trajectory_section(summary: dict) -> str:
     )
 
 
+def _palette(count: int) -> list[str]:
+    """`count` colours along viridis, dark to light, stopping short of its pale yellow end."""
+    viridis = matplotlib.colormaps["viridis"]
+    return [to_hex(viridis(0.85 * index / max(count - 1, 1))) for index in range(count)]
+
+
+def _line_chart(
+    series: list[tuple[str, list[tuple[float, float]]]], title: str, x_label: str, y_label: str, band: tuple[float, float] | None
+) -> str:
+    """One line with point markers per (colour, points) series over integer x; `band` shades a y range
+    without widening the axis to it, so the data keep the whole height."""
+    figure, (axis,) = new_figure(panel=PANEL)
+    lines = [[(x, y) for x, y in points if math.isfinite(y)] for _, points in series]
+    for (color, _), finite in zip(series, lines):
+        if finite:
+            axis.plot(*zip(*finite), color=color, marker="o", markersize=3, linewidth=1.5)
+    if not any(lines):
+        title = f"{title} (no data)"
+    elif band is not None:
+        axis.set_ylim(axis.get_ylim())
+        axis.axhspan(*band, color=BAND_COLOR, zorder=0)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_title(title, fontsize="medium")
+    axis.set(xlabel=x_label, ylabel=y_label)
+    return to_svg(figure)
+
+
+def _histogram(values: np.ndarray, edges: np.ndarray, title: str) -> str:
+    """Matrices per alpha bin (values past either edge fall in the outer bins), the range [2, 6] shaded."""
+    figure, (axis,) = new_figure(panel=PANEL)
+    axis.axvspan(*ALPHA_RANGE, color=BAND_COLOR, zorder=0)
+    counts, _, _ = axis.hist(np.clip(values, edges[0], edges[-1]), bins=edges, color=BAR_COLOR, rwidth=0.9)
+    axis.set(xlim=(edges[0], edges[-1]), ylim=(0, max(counts.max(), 1) * 1.05), xlabel="alpha", ylabel="matrices")
+    axis.set_title(title, fontsize="medium")
+    return to_svg(figure)
+
+
 def _histogram_section(records: list[dict], labels: list[str]) -> str:
     alphas = [np.asarray([r["alpha"] for r in records if r["checkpoint"] == label and r["alpha"] is not None]) for label in labels]
     pooled = np.concatenate([a for a in alphas if len(a)] or [np.array([ALPHA_RANGE[0]])])
     upper = float(min(max(np.percentile(pooled, 99), ALPHA_RANGE[1] + 1.0), 20.0))
     edges = np.linspace(float(min(pooled.min(), ALPHA_RANGE[0]) - 0.25), upper, 40)
     note = "Matrices per alpha bin; green band [2, 6]; values past the right edge fall in the last bin."
-    panels = [
-        _panel(
-            histogram(np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)[0].tolist(), edges.tolist(), label, "alpha", "matrices", ALPHA_RANGE),
-            note,
-        )
-        for label, values in zip(labels, alphas)
-    ]
+    panels = [_panel(_histogram(values, edges, label), note) for label, values in zip(labels, alphas)]
     caption = "Distribution of alpha over all analysed matrices of each checkpoint."
     return "<h2>Alpha distribution per checkpoint</h2>" + _panels(panels, caption)
 
@@ -128,14 +168,14 @@ def _panels(panels: list[str], caption: str, legend: str = "") -> str:
 
 
 def _profile_figure(module: str, records: list[dict], labels: list[str], keys: list[tuple]) -> str:
-    colors = palette(len(labels))
+    colors = _palette(len(labels))
     panels = []
     for key, title, note in keys:
         series = []
         for color, label in zip(colors, labels):
             points = sorted((r["layer"], r[key]) for r in records if r["checkpoint"] == label and r.get(key) is not None)
             series.append((color, points))
-        chart = line_chart(series, f"{module}: {title}", "layer", title, ALPHA_RANGE if key == "alpha" else None)
+        chart = _line_chart(series, f"{module}: {title}", "layer", title, ALPHA_RANGE if key == "alpha" else None)
         panels.append(_panel(chart, note))
     return _panels(panels, f"{module} across layers, one line per checkpoint (legend above).", _legend(labels, colors))
 
