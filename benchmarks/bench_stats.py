@@ -30,15 +30,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from curation.codelang import detect_code_language  # noqa: E402
 from curation.shards import write_shard  # noqa: E402
-from curation.stats import (  # noqa: E402
-    _compression_ratios,
-    finalize,
-    hll_registers,
-    merge_partials,
-    ngram_hashes,
-    table_partial,
-    text_language,
-)
+from curation.sketches import hll_registers  # noqa: E402
+from curation.stats import finalize, merge_partials, table_partial  # noqa: E402
+from curation.text_features import compression_ratios, ngram_hashes, text_language  # noqa: E402
 from curation.tokenizer import encode_texts, train_bpe  # noqa: E402
 
 DEFAULT_CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "corpora", "mixed.jsonl.gz")
@@ -88,7 +82,7 @@ def stats_components(tables: list[pa.Table]) -> dict[str, float]:
         texts = table.column("text").to_pylist()
         seconds["language"] += timed(lambda: [text_language(t) for t in texts])[2]
         seconds["code language"] += timed(lambda: [detect_code_language(t) for t in texts])[2]
-        seconds["compression"] += timed(_compression_ratios, texts)[2]
+        seconds["compression"] += timed(compression_ratios, texts)[2]
         column = table.column("input_ids")
         lengths = np.array([len(x) for x in column.to_pylist()])
         units = pa.compute.list_flatten(column).to_numpy().astype(np.uint64)

@@ -29,28 +29,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curation.hashing import GOLDEN, mix64
 from dedup.normalize import classify_bytes, normalize_texts
 
 MASK64 = (1 << 64) - 1
-GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 # Text per vectorised pass: bounds the per-byte work arrays (~50 bytes per text byte).
 CHUNK_BYTES = 1 << 20
 # Shingles per pass, and permutations per (PERMUTATION_BLOCK x CHUNK_SHINGLES) uint32 matrix: 1 MiB,
 # small enough to stay in cache between its multiply, add and minimum (twice as fast as 2 MiB).
 CHUNK_SHINGLES = 1 << 15
 PERMUTATION_BLOCK = 8
-
-
-def mix64(values: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser on a uint64 array (a new array): a bijection that spreads every bit."""
-    x = values.astype(np.uint64, copy=True)
-    shifted = np.empty_like(x)
-    x ^= np.right_shift(x, np.uint64(30), out=shifted)
-    x *= np.uint64(0xBF58476D1CE4E5B9)
-    x ^= np.right_shift(x, np.uint64(27), out=shifted)
-    x *= np.uint64(0x94D049BB133111EB)
-    x ^= np.right_shift(x, np.uint64(31), out=shifted)
-    return x
 
 
 def splitmix_sequence(seed: int, count: int) -> np.ndarray:

@@ -16,17 +16,10 @@ from curation.codelang import detect_code_language
 from curation.detect import detect_language
 from curation.manifest import canonical_json, read_json
 from curation.shards import write_shard
-from curation.stats import (
-    CoveragePartial,
-    Moments,
-    finalize,
-    hll_count,
-    hll_registers,
-    merge_partials,
-    mix64,
-    table_partial,
-    text_language,
-)
+from curation.hashing import GOLDEN, mix64
+from curation.sketches import Moments, hll_count, hll_registers
+from curation.stats import CoveragePartial, finalize, merge_partials, table_partial
+from curation.text_features import text_language
 from curation.vl import encode_record
 from dedup.prompt_dedup import PromptDedupConfig, dedup_record
 from jobs.stats_job import discover_phases, prompt_duplication, shard_partial
@@ -114,7 +107,7 @@ def test_moments_merge_exactly_whatever_the_grouping():
 
 
 def test_hll_registers_match_datasketch_and_estimate_well():
-    hashes = mix64(np.arange(50_000, dtype=np.uint64))
+    hashes = mix64(np.arange(50_000, dtype=np.uint64) + GOLDEN)
     sketch = HyperLogLogPlusPlus(p=14, hashfunc=lambda value: value)
     for value in hashes[:3000].tolist():
         sketch.update(value)

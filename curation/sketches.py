@@ -1,0 +1,91 @@
+"""Mergeable summaries of a shard: HyperLogLog registers, count tables and exact moments.
+
+Each one merges exactly and commutatively (registers under `max`, count tables by summing
+sorted keys, Welford moments in exact rationals), which is what lets coverage statistics be
+computed per shard and combined in whatever order Ray returns them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterable
+
+import numpy as np
+from datasketch import HyperLogLogPlusPlus
+
+HLL_PRECISION = 14  # 16384 registers, about 0.8% standard error; must stay <= 16 (datasketch's tables)
+
+
+def _bit_length(values: np.ndarray) -> np.ndarray:
+    """Exact bit length of uint64 values below 2**53 (float64 represents them exactly)."""
+    return np.frexp(values.astype(np.float64))[1]
+
+
+def hll_registers(hashes: np.ndarray, precision: int = HLL_PRECISION) -> np.ndarray:
+    """HyperLogLog++ registers of 64-bit hashes, laid out as datasketch's HyperLogLogPlusPlus."""
+    registers = np.zeros(1 << precision, dtype=np.int8)
+    if len(hashes):
+        index = (hashes & np.uint64((1 << precision) - 1)).astype(np.int64)
+        rank = ((64 - precision + 1) - _bit_length(hashes >> np.uint64(precision))).astype(np.int8)
+        np.maximum.at(registers, index, rank)
+    return registers
+
+
+def hll_count(registers: np.ndarray) -> int:
+    """Estimated number of distinct items (datasketch's HLL++ estimator, bias-corrected)."""
+    return int(round(HyperLogLogPlusPlus(reg=registers.copy()).count()))
+
+
+def count_table(keys: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct keys and their summed counts: the mergeable form of a Counter."""
+    keys = np.asarray(keys, dtype=np.uint64)
+    counts = np.ones(len(keys), dtype=np.int64) if counts is None else np.asarray(counts, dtype=np.int64)
+    if len(keys) == 0:
+        return keys, counts
+    order = np.argsort(keys, kind="stable")
+    keys, counts = keys[order], counts[order]
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    return keys[starts], np.add.reduceat(counts, starts)
+
+
+def merge_count_tables(tables: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """One count table summing several (an empty one when there are none)."""
+    tables = list(tables)
+    if not tables:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    return count_table(np.concatenate([k for k, _ in tables]), np.concatenate([c for _, c in tables]))
+
+
+@dataclass
+class Moments:
+    """Welford's count, mean and sum of squared deviations, merged exactly (Chan et al.)."""
+
+    count: int = 0
+    mean: Fraction = Fraction(0)
+    m2: Fraction = Fraction(0)
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> "Moments":
+        if len(values) == 0:
+            return cls()
+        mean = float(np.mean(values))
+        return cls(len(values), Fraction(mean), Fraction(float(np.sum((values - mean) ** 2))))
+
+    def merge(self, other: "Moments") -> "Moments":
+        if other.count == 0:
+            return self
+        if self.count == 0:
+            return other
+        count = self.count + other.count
+        delta = other.mean - self.mean
+        mean = self.mean + delta * other.count / count
+        m2 = self.m2 + other.m2 + delta * delta * self.count * other.count / count
+        return Moments(count, mean, m2)
+
+    def summary(self) -> tuple[float | None, float | None]:
+        """(mean, population standard deviation), or Nones when empty."""
+        if self.count == 0:
+            return None, None
+        return float(self.mean), math.sqrt(float(self.m2 / self.count))
