@@ -81,7 +81,8 @@ def main() -> None:
 
     import ray
 
-    from jobs.build import BuildConfig, RunOptions, init_ray, run_build
+    from jobs.build import BuildConfig, RunOptions, run_build
+    from jobs.ray_cluster import init_ray
 
     with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
         scratch = Path(scratch)
@@ -90,7 +91,7 @@ def main() -> None:
         else:
             base_seconds, text_bytes = None, None
         started = time.perf_counter()
-        init_ray(RunOptions(output=str(scratch / "out"), num_cpus=args.num_cpus))
+        init_ray(num_cpus=args.num_cpus)
         ray_seconds = time.perf_counter() - started
         config = BuildConfig(inputs=(str(args.input),) if args.input else (), near_dedup=not args.no_near_dedup)
         started = time.perf_counter()

@@ -151,9 +151,9 @@ def main() -> None:
 
     import ray
 
-    from jobs.build import RunOptions, init_ray
+    from jobs.ray_cluster import init_ray
 
-    init_ray(RunOptions(output="", num_cpus=args.cpus))  # Ray and Ray Data set up as `curate build` sets them
+    init_ray(num_cpus=args.cpus)  # Ray and Ray Data set up as `curate build` sets them
     with gzip.open(args.corpus, "rt", encoding="utf-8") as lines:
         texts = [json.loads(line)["text"] for line in lines][: args.limit]
     megabytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6

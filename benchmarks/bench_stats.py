@@ -112,7 +112,7 @@ def hll_baseline(units: np.ndarray) -> tuple[float, float]:
 def ray_pass(tables: list[pa.Table], workers: int) -> float:
     import ray
 
-    from jobs.stats_job import compute_build_stats
+    from jobs.stages.stats import compute_build_stats
 
     with tempfile.TemporaryDirectory() as root:
         for index, table in enumerate(tables):

@@ -102,7 +102,7 @@ def run_pipeline(source: str, relpaths: list[str], tokenizer: str, out: str, con
     """rewrite_phase1 on a local Ray: read, prompt, engine pool, parse, re-tokenize, write."""
     import ray
 
-    from jobs.teacher_job import rewrite_phase1
+    from regimes.teacher_rewrite import rewrite_phase1
 
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False

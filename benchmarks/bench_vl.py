@@ -7,7 +7,7 @@ that the de-duplication measures the same rate before, and 0 after, and reports 
 
 - baseline: parse each JSON line and re-encode it (what any pass over the records costs);
 - library: parse, de-duplicate (`dedup.prompt_dedup.dedup_record`), re-encode, one process;
-- build: `run_vl_build` end to end on a local Ray (ingest, dedup, seeded sort, shards, stats).
+- build: `curate build --regime VL` (`run_build`) end to end on a local Ray (ingest, dedup, seeded sort, shards, stats).
 
     .venv/bin/python benchmarks/bench_vl.py [--records 20000] [--cpus 2]
 """
@@ -168,14 +168,14 @@ def main() -> None:
 
         import ray
 
-        from jobs.build import RunOptions, init_ray
-        from jobs.vl_build import run_vl_build
+        from jobs.build import BuildConfig, RunOptions, run_build
+        from jobs.ray_cluster import init_ray
 
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-        init_ray(RunOptions(output=work, num_cpus=args.cpus, quiet=True))
+        init_ray(num_cpus=args.cpus)
         started = time.perf_counter()
-        manifest = run_vl_build([corpus], os.path.join(work, "out"), fields=None, precedence=None,
-                                shard_rows=10_000, seed=0, resume=False, overwrite=False, quiet=True)
+        config = BuildConfig(regime="VL", inputs=(corpus,))
+        manifest = run_build(config, RunOptions(output=os.path.join(work, "out"), quiet=True))["manifest"]
         build_seconds = time.perf_counter() - started
         ray.shutdown()
         vl = manifest["vl"]
@@ -183,7 +183,7 @@ def main() -> None:
         rows = [
             ("baseline: parse + re-encode, 1 process", base_seconds, f"{args.records / base_cpu:,.0f}"),
             ("library: parse + dedup + re-encode, 1 process", lib_seconds, f"{args.records / lib_cpu:,.0f}"),
-            (f"build: run_vl_build on Ray, {args.cpus} CPUs", build_seconds, "-"),
+            (f"build: run_build --regime VL on Ray, {args.cpus} CPUs", build_seconds, "-"),
         ]
         print()
         print("| pass | wall s | records/s (wall) | records per CPU-second | wall vs baseline |")

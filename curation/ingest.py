@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator, Mapping
 
 import pyarrow as pa
 
@@ -41,6 +41,14 @@ class IngestConfig:
     max_doc_bytes: int = 8 * 1024 * 1024
 
 
+def record_id(record: RawRecord) -> tuple[str | None, str | None]:
+    """The document id: the record's `id` field when present, else its origin; or the reason it is invalid."""
+    value = record.obj.get("id", record.origin)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return None, "invalid_id"
+    return str(value), None
+
+
 def validate(record: RawRecord, config: IngestConfig) -> tuple[dict | None, str | None]:
     """The document a raw record holds, or the reason code it is quarantined with."""
     if record.obj is None:
@@ -61,10 +69,10 @@ def validate(record: RawRecord, config: IngestConfig) -> tuple[dict | None, str 
         return None, "nul_byte"
     if size > config.max_doc_bytes:
         return None, "too_large"
-    record_id = obj.get("id", record.origin)
-    if isinstance(record_id, bool) or not isinstance(record_id, (str, int)):
-        return None, "invalid_id"
-    document = {"id": str(record_id), "text": text, "input_pos": record.position}
+    doc_id, reason = record_id(record)
+    if reason is not None:
+        return None, reason
+    document = {"id": doc_id, "text": text, "input_pos": record.position}
     for key, value in obj.items():
         if key in (config.text_field, "id"):
             continue
@@ -72,25 +80,40 @@ def validate(record: RawRecord, config: IngestConfig) -> tuple[dict | None, str 
     return document, None
 
 
-def ingest_file(file: InputFile, file_index: int, config: IngestConfig, batch_rows: int = 4096) -> Iterator[pa.Table]:
-    """Tables of documents and quarantine rows (told apart by a null `reason`) for one file."""
+Validator = Callable[[RawRecord], tuple[dict | None, str | None]]
+TEXT_DOCUMENT_TYPES = {"id": pa.string(), "text": pa.string()}
+
+
+def ingest_file(
+    file: InputFile,
+    file_index: int,
+    validator: Validator,
+    document_types: Mapping[str, pa.DataType] = TEXT_DOCUMENT_TYPES,
+    batch_rows: int = 4096,
+) -> Iterator[pa.Table]:
+    """Tables of documents and quarantine rows (told apart by a null `reason`) for one file.
+
+    `validator` turns a raw record into a document or a reason; `document_types` fixes the
+    types of the columns every document of the build has, so blocks of quarantine rows alone
+    still carry them.
+    """
     rows: list[dict] = []
     for record in read_raw_records(file, file_index):
-        document, reason = validate(record, config)
+        document, reason = validator(record)
         if document is None:
             rows.append({"input_pos": record.position, "origin": record.origin, "reason": reason, "raw": record.raw})
         else:
             rows.append(document | {"origin": record.origin, "reason": None, "raw": record.raw})
         if len(rows) == batch_rows:
-            yield _to_table(rows)
+            yield _to_table(rows, document_types)
             rows = []
     if rows:
-        yield _to_table(rows)
+        yield _to_table(rows, document_types)
 
 
-def _to_table(rows: list[dict]) -> pa.Table:
+def _to_table(rows: list[dict], document_types: Mapping[str, pa.DataType]) -> pa.Table:
     table = pa.Table.from_pylist(rows)
-    for name, kind in (("reason", pa.string()), ("raw", pa.binary()), ("id", pa.string()), ("text", pa.string())):
+    for name, kind in [("reason", pa.string()), ("raw", pa.binary()), *document_types.items()]:
         if name not in table.column_names:
             table = table.append_column(name, pa.nulls(table.num_rows, kind))
         elif table.schema.field(name).type != kind:

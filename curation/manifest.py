@@ -61,3 +61,18 @@ def load_manifest(root: str) -> dict:
 
 def write_manifest(root: str, manifest: dict) -> None:
     write_json_atomic(root, MANIFEST_NAME, manifest)
+
+
+def phase_entry(name: str, shards: list) -> dict:
+    """The manifest's entry of one phase from the `ShardInfo` of its shards."""
+    return {
+        "name": name,
+        "rows": sum(s.rows for s in shards),
+        "tokens": sum(s.tokens for s in shards),
+        "shards": [s.to_dict() for s in shards],
+    }
+
+
+def manifest_phase(manifest: dict, name: str) -> dict:
+    """The `phases` entry of a manifest called `name` ("phase-1" or "phase-2")."""
+    return next(phase for phase in manifest["phases"] if phase["name"] == name)

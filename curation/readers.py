@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import fsspec
@@ -99,7 +99,12 @@ def list_input_files(urls: list[str]) -> list[InputFile]:
             full = _unprotocol(fs, match)
             name = match[len(base) :].lstrip("/") if match.startswith(base) else match
             files.setdefault(full, InputFile(full, name, detect_format(match), int(fs.size(match) or 0)))
-    return [files[key] for key in sorted(files)]
+    listed = [files[key] for key in sorted(files)]
+    names = [f.name for f in listed]
+    if len(set(names)) < len(names):
+        # Origins (and so default ids) must tell two inputs' `part-0.jsonl` apart.
+        return [replace(f, name=f.url) for f in listed]
+    return listed
 
 
 def _open_binary(file: InputFile) -> io.BufferedIOBase:

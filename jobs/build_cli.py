@@ -10,8 +10,7 @@ from typing import Optional
 
 import typer
 
-from curation.errors import UserError
-from regimes import REGISTRY, get_recipe
+from regimes import REGISTRY, get_regime
 
 tokenizer_app = typer.Typer(help="Train tokenizers for builds.", no_args_is_help=True)
 
@@ -60,53 +59,12 @@ def build(
     quiet: bool = typer.Option(False, help="No progress lines."),
 ) -> None:
     """Build the corpus of a regime: ingest, dedup, order, phases, tokenize, shards, stats, manifest."""
+    options = dict(locals())  # every option by name: the regime's transform picks its own settings
     from jobs.build import BuildConfig, RunOptions, run_build
 
-    recipe = get_recipe(regime)
-    output = output or f"out/{recipe.name}"
-    if recipe.name == "VL":
-        from jobs.vl_build import run_vl_build
-
-        started = time.perf_counter()
-        manifest = run_vl_build(
-            list(inputs or ()),
-            output,
-            fields=fields.split(",") if fields else None,
-            precedence=precedence.split(",") if precedence else None,
-            shard_rows=shard_rows,
-            seed=seed,
-            resume=resume,
-            overwrite=overwrite,
-            num_cpus=num_cpus,
-            address=address,
-            quiet=quiet or as_json,
-        )
-        report(build_summary(manifest, output, time.perf_counter() - started, {}), as_json, quiet)
-        return
-    teacher = {}
-    if recipe.phase1_transform == "teacher":
-        from curation.teacher.config import TeacherConfig
-
-        teacher = TeacherConfig(
-            backend=teacher_backend,
-            model=teacher_model,
-            replicas=teacher_replicas,
-            tp=teacher_tp,
-            endpoint=teacher_endpoint,
-            concurrency=teacher_concurrency,
-            retries=teacher_retries,
-            timeout_s=teacher_timeout,
-            enforce_eager=teacher_enforce_eager,
-            structured_output=teacher_structured_output,
-            kv_cache_memory_bytes=teacher_kv_cache_bytes,
-            max_model_len=teacher_max_model_len,
-            on_failure=on_teacher_failure,
-            seed=seed,
-        ).to_dict()
-    if keep not in ("min-id", "longest", "first"):
-        raise UserError(f"--keep must be min-id, longest or first, got {keep!r}")
+    chosen = get_regime(regime)
     config = BuildConfig(
-        regime=recipe.name,
+        regime=chosen.name,
         inputs=tuple(inputs or ()),
         text_field=text_field,
         max_doc_bytes=max_doc_bytes,
@@ -121,11 +79,10 @@ def build(
         ngram_size=ngram_size,
         keep=keep,
         source=source,
-        repeat_fraction=repeat_fraction,
-        repeat_times=repeat_times,
-        teacher=teacher,
+        settings=chosen.transform.settings_from_options(options),
     )
-    options = RunOptions(
+    output = output or f"out/{chosen.name}"
+    run_options = RunOptions(
         output=output,
         resume=resume,
         overwrite=overwrite,
@@ -134,7 +91,7 @@ def build(
         quiet=quiet or as_json,
     )
     started = time.perf_counter()
-    result = run_build(config, options)
+    result = run_build(config, run_options)
     report(build_summary(result["manifest"], output, time.perf_counter() - started, result["timings"]), as_json, quiet)
 
 
@@ -200,8 +157,8 @@ def train_tokenizer(
 
 def regimes() -> None:
     """List the registered regimes."""
-    for recipe in REGISTRY.values():
-        print(f"{recipe.name:<3} {recipe.description}")
+    for regime in REGISTRY.values():
+        print(f"{regime.name:<3} {regime.description}")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import List, Optional
 
 import typer
@@ -20,14 +19,16 @@ def stats_command(
 ) -> None:
     """Print the coverage statistics of a build (its stats.json), measuring them first when missing."""
     from curation.manifest import canonical_json, load_manifest, read_json
-    from jobs.stats_job import STATS_NAME, write_build_stats
+    from jobs.stages.stats import STATS_NAME, write_build_stats
 
     manifest = load_manifest(out)
     present = _exists(out, STATS_NAME)
     if present and not recompute and reference is None:
         typer.echo(canonical_json(read_json(out, STATS_NAME)), nl=False)
         return
-    _init_ray(address)
+    from jobs.ray_cluster import init_ray
+
+    init_ray(address)
     dedup = manifest.get("dedup") or (read_json(out, STATS_NAME).get("dedup") if present else None) or manifest.get("counts", {})
     typer.echo(canonical_json(write_build_stats(out, dedup, reference)), nl=False)
 
@@ -56,17 +57,6 @@ def _exists(out: str, name: str) -> bool:
 
     fs, base = fsspec.core.url_to_fs(out)
     return fs.exists(f"{base.rstrip('/')}/{name}")
-
-
-def _init_ray(address: Optional[str]) -> None:
-    import ray
-
-    if not ray.is_initialized():
-        address = address or os.environ.get("RAY_ADDRESS")
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(address="local", include_dashboard=False, log_to_driver=False)
 
 
 def register(app: typer.Typer) -> None:

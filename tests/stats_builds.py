@@ -135,7 +135,7 @@ def stats_builds(ray_local, tmp_path_factory) -> dict[str, tuple[str, dict]]:
 
     Written once per session, whichever test module asks first (the folder is the memo).
     """
-    from jobs.stats_job import read_build_stats, write_build_stats
+    from jobs.stages.stats import read_build_stats, write_build_stats
 
     root = tmp_path_factory.getbasetemp() / "stats-builds"
     folders = {regime: str(root / regime) for regime in "ACD"}

@@ -15,10 +15,10 @@ import pytest
 
 from curation.errors import UserError
 from jobs.build import BuildConfig, RunOptions, run_build
-from regimes import REGISTRY, get_recipe
+from regimes import REGISTRY, get_regime
 from test_build import CURATE, REPO, corpus, phase_table, run_cli, tree_digest, write_jsonl
 
-DOCUMENTS = 205  # phase 1 = 103 rows: 11 documents selected, 110 copies, 7 dropped
+DOCUMENTS = 205  # phase 1 = 103 rows: 10 documents 10 times each, one more 3 times
 
 
 def build(out: Path, regime: str, **overrides) -> dict:
@@ -47,10 +47,10 @@ def load(out: Path) -> dict:
 
 
 def test_registry_lookup_is_case_insensitive_and_lists_valid_names():
-    assert get_recipe("c") is REGISTRY["C"]
-    assert get_recipe("vl").name == "VL"
+    assert get_regime("c") is REGISTRY["C"]
+    assert get_regime("vl").name == "VL"
     with pytest.raises(UserError, match="unknown regime 'E'; valid regimes: A, B, C, D, VL"):
-        get_recipe("E")
+        get_regime("E")
     listing = run_cli("regimes")
     assert listing.returncode == 0
     assert [line.split()[0] for line in listing.stdout.splitlines()] == list(REGISTRY)
@@ -80,6 +80,7 @@ def test_c_repeats_a_tenth_of_phase_one_ten_times(build_a, tmp_path):
     assert len(copies) == math.ceil(103 * 0.1) == 11
     assert all(1 <= count <= 10 for count in copies.values())
     assert sum(10 - count for count in copies.values()) == 110 - 103, "the surplus copies are dropped"
+    assert sorted(copies.values()) == [3] + [10] * 10, "floor(103/10) documents 10 times, one more for the 3 left"
     for row in rows:
         original = a_phase1[row["id"]]
         assert row["text"] == original["text"] and row["input_ids"] == original["input_ids"]

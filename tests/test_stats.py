@@ -22,7 +22,7 @@ from curation.stats import CoveragePartial, finalize, merge_partials, table_part
 from curation.text_features import text_language
 from curation.vl import encode_record
 from dedup.prompt_dedup import PromptDedupConfig, dedup_record
-from jobs.stats_job import discover_phases, prompt_duplication, shard_partial
+from jobs.stages.stats import discover_phases, prompt_duplication, shard_partial
 from tests.stats_builds import stats_builds  # noqa: F401  (the shared fixture)
 from tests.vl_samples import FLAT, LLAVA, MESSAGES_PARTS
 
@@ -242,7 +242,7 @@ def test_prose_is_not_code(text):
 
 def test_reference_must_share_the_tokenizer(stats_builds, tmp_path):
     from curation.errors import UserError
-    from jobs.stats_job import compute_build_stats
+    from jobs.stages.stats import compute_build_stats
 
     folder = stats_builds["D"][0]
     other = tmp_path / "other"

@@ -18,7 +18,7 @@ import pytest
 
 from curation.shards import read_shard
 from jobs.build import BuildConfig, RunOptions, run_build
-from jobs.teacher_job import shard_stats_name
+from regimes.teacher_rewrite import shard_stats_name
 from tests.tiny_qwen3 import build_tiny_qwen3
 
 OUTPUT_SHAPE = r"<output>[a-z ]{1,30}</output>"
@@ -60,7 +60,7 @@ def builds(ray_local, tmp_path_factory):
         max_tokens_margin=2,
         structured_output=OUTPUT_SHAPE,
     )
-    config = BuildConfig(regime="D", source=str(root / "A"), teacher=teacher, **common)
+    config = BuildConfig(regime="D", source=str(root / "A"), settings=teacher, **common)
     run_build(config, RunOptions(output=str(root / "D"), quiet=True))
     return root / "A", root / "D", config
 
@@ -104,7 +104,7 @@ def test_statuses_and_tokens_are_counted_in_the_manifest(builds):
     assert stats["rows_in"] == stats["rows_out"] == phase(a, "phase-1")["rows"] == len(after)
     assert stats["tokens_before"] == phase(a, "phase-1")["tokens"] == sum(row["original_tokens"] for row in after)
     assert stats["tokens_after"] == phase(d, "phase-1")["tokens"] == sum(len(row["input_ids"]) for row in after)
-    assert manifest(d)["config"]["teacher"]["structured_output"] == OUTPUT_SHAPE
+    assert manifest(d)["config"]["settings"]["structured_output"] == OUTPUT_SHAPE
 
 
 def test_phase2_is_byte_identical_to_a(builds):

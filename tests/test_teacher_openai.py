@@ -21,7 +21,7 @@ import pytest
 from curation.errors import UserError
 from curation.shards import read_shard, shard_info, write_shard
 from curation.teacher.config import TeacherConfig
-from jobs.teacher_job import rewrite_phase1, shard_stats_name
+from regimes.teacher_rewrite import rewrite_phase1, shard_stats_name
 from tests.tiny_qwen3 import write_source_shards
 
 MARKERS = {"en": "Content to rewrite: ", "zh": "需要改写的内容："}

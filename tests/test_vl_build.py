@@ -69,11 +69,17 @@ def _expected_records() -> list[dict]:
     return [dedup_record(copy.deepcopy(r), config)[0] for r in records]
 
 
-def _build(inputs: Path, out: Path, **options) -> dict:
-    from jobs.vl_build import run_vl_build
+def run_vl_build(inputs: list[str], out: str, precedence: list[str] | None = None, resume: bool = False) -> dict:
+    """`curate build --regime VL` through the build entry point every regime takes."""
+    from jobs.build import BuildConfig, RunOptions, run_build
 
-    settings = dict(fields=None, precedence=None, shard_rows=3, seed=0, resume=False, overwrite=False, quiet=True)
-    return run_vl_build([str(inputs)], str(out), **(settings | options))
+    settings = {"precedence": precedence} if precedence else {}
+    config = BuildConfig(regime="VL", inputs=tuple(inputs), shard_rows=3, settings=settings)
+    return run_build(config, RunOptions(output=out, resume=resume, quiet=True))["manifest"]
+
+
+def _build(inputs: Path, out: Path, **options) -> dict:
+    return run_vl_build([str(inputs)], str(out), **options)
 
 
 def _files(out: Path) -> dict[str, bytes]:
@@ -117,7 +123,12 @@ def test_manifest_counts_add_up_and_quarantine_keeps_origin_reason_raw(built):
     assert [q["raw"].decode() for q in quarantine] == [line for line, _ in BAD_LINES]
     shard = read_shard(str(built), phase["shards"][0]["path"])
     assert shard.column_names == ["id", "text", "blobs", "record", "shape", "vl_stats"]
-    assert all(i.startswith(("chat.jsonl:", "docs.parquet:row ")) for i in shard["id"].to_pylist())
+    ids = [i for s in phase["shards"] for i in read_shard(str(built), s["path"])["id"].to_pylist()]
+    records = [json.loads(r) for s in phase["shards"] for r in read_shard(str(built), s["path"])["record"].to_pylist()]
+    for doc_id, record in zip(ids, records):
+        # The same id rule as text: the record's own `id` when it has one, else its origin.
+        assert doc_id == record["id"] if "id" in record else doc_id.startswith(("chat.jsonl:", "docs.parquet:row "))
+    assert LLAVA["id"] in ids
 
 
 def test_statistics_sum_the_per_record_numbers(built):
@@ -172,7 +183,7 @@ def test_resume_finishes_a_killed_build_and_keeps_finished_shards(built, vl_inpu
     _build(vl_inputs, out, resume=True)
     assert shard.stat().st_mtime_ns == written_at, "a finished stage's shards are not rewritten"
     assert _files(out) == _files(built)
-    shutil.rmtree(out / "_work" / "vl-write")
+    shutil.rmtree(out / "_work" / "write")
     (out / "manifest.json").unlink()
     _build(vl_inputs, out, resume=True)
     assert _files(out) == _files(built)
@@ -188,30 +199,25 @@ def test_phase_one_is_in_the_seeded_order_of_the_ids(built):
 
 
 def test_dedup_blocks_take_fields_and_precedence(built):
-    from jobs.vl_build import INGEST_SCHEMA, _dedup_batch
+    from regimes.vl_prompt_dedup import dedup_batch
 
     text, blobs = encode_record(FLAT)
-    row = {"input_pos": 1, "origin": "f.jsonl:1", "reason": None, "raw": b"", "record": text, "blobs": blobs}
-    block = pa.Table.from_pylist([row], schema=INGEST_SCHEMA)
-    out = _dedup_batch(block, fields=["system", "user", "caption"], precedence=["system", "user"], salt="0:order")
+    block = pa.table({"id": ["f.jsonl:1"], "record": [text], "blobs": pa.array([blobs], pa.list_(pa.binary()))})
+    out = dedup_batch(block, fields=["system", "user", "caption"], precedence=["system", "user"])
     record = decode_record(out["record"][0].as_py(), out["blobs"][0].as_py())
     assert record["system"] == FLAT["system"]
     assert record["user"] == "What is the invoice total?"
     assert record["ocr"] == FLAT["ocr"], "ocr is not a listed field here"
-    assert read_json(str(built), "manifest.json")["config"]["precedence"][:2] == ["user", "system"]
+    assert read_json(str(built), "manifest.json")["config"]["settings"]["precedence"][:2] == ["user", "system"]
 
 
 def test_user_errors(ray_local, tmp_path):
-    from jobs.vl_build import run_vl_build
-
     with pytest.raises(UserError, match="needs --input"):
-        run_vl_build([], str(tmp_path / "x"), fields=None, precedence=None, shard_rows=10, seed=0, resume=False, overwrite=False)
+        run_vl_build([], str(tmp_path / "x"))
     with pytest.raises(UserError, match="not found"):
-        run_vl_build([str(tmp_path / "missing.jsonl")], str(tmp_path / "y"), fields=None, precedence=None,
-                     shard_rows=10, seed=0, resume=False, overwrite=False)
+        run_vl_build([str(tmp_path / "missing.jsonl")], str(tmp_path / "y"))
     assert not os.path.exists(tmp_path / "y" / "manifest.json")
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(UserError, match="no records"):
-        run_vl_build([str(tmp_path / "empty.jsonl")], str(tmp_path / "z"), fields=None, precedence=None,
-                     shard_rows=10, seed=0, resume=False, overwrite=False)
+        run_vl_build([str(tmp_path / "empty.jsonl")], str(tmp_path / "z"))
     assert not os.path.exists(tmp_path / "z" / "manifest.json")

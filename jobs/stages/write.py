@@ -14,9 +14,12 @@ from dataclasses import dataclass
 import pyarrow as pa
 import ray
 
+from curation.manifest import phase_entry
 from curation.shards import ShardInfo, shard_name, write_shard
 
 LEADING_COLUMNS = ("id", "text", "input_ids")
+# Columns the stages add to documents for their own use; never written to a shard.
+INTERNAL_COLUMNS = ("input_pos", "origin", "order_key")
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,7 @@ def _write_shard_task(
 
     parts = [conform(ray.get(ref).slice(offset, length), schema) for ref, offset, length in slices]
     table = pa.concat_tables(parts) if parts else schema.empty_table()
-    if tokenizer_json is not None:
+    if tokenizer_json is not None and "input_ids" not in table.column_names:
         from tokenizers import Tokenizer
 
         ids = encode_texts(Tokenizer.from_str(tokenizer_json), table.column("text").to_pylist())
@@ -104,3 +107,37 @@ def write_range(
                 slices.append((span.ref, lo - span.start, hi - lo))
         pending.append(_write_shard_task.remote(slices, schema, tokenizer_ref, root, f"{folder}/{shard_name(index)}"))
     return ray.get(pending)
+
+
+def write_dataset(
+    ds: "ray.data.Dataset",
+    root: str,
+    folder: str,
+    shard_rows: int,
+    tokenizer_json: str | None = None,
+    drop: tuple[str, ...] = (),
+    like: pa.Schema | None = None,
+) -> dict:
+    """Write `ds` in its row order as `folder/shard-NNNNN.arrow` and return the manifest's phase entry.
+
+    Internal columns and `drop` are left out. `like` gives the types of the columns the rows share
+    with a larger dataset they came from, so a part of P is written with P's types whatever its
+    own blocks hold.
+    """
+    ordered = ds.materialize()
+    spans, schema = ordered_blocks(ordered)
+    if like is not None:
+        unified = pa.unify_schemas([schema, like], promote_options="permissive")
+        schema = pa.schema([unified.field(name) for name in schema.names])
+    schema = canonical_schema(schema, drop=INTERNAL_COLUMNS + drop)
+    rows = spans[-1].start + spans[-1].rows if spans else 0
+    return phase_entry(folder, write_range(spans, schema, 0, rows, root, folder, shard_rows, tokenizer_json))
+
+
+def write_sorted(ds: "ray.data.Dataset", key: str, root: str, folder: str, schema: pa.Schema, shard_rows: int) -> list[ShardInfo]:
+    """Sort `ds` by `key` and write it with exactly `schema`; an empty dataset still gets one (empty) shard."""
+    ordered = ds.sort(key).materialize()
+    if not ordered.count():
+        return [write_shard(schema.empty_table(), root, f"{folder}/{shard_name(0)}")]
+    spans, _ = ordered_blocks(ordered)
+    return write_range(spans, schema, 0, spans[-1].start + spans[-1].rows, root, folder, shard_rows)

@@ -1,4 +1,4 @@
-"""Regime D's phase-1 transform: every document rewritten by the teacher, shard by shard.
+"""Regime D: every phase-1 document rewritten by the teacher LLM with the appendix prompt, shard by shard.
 
 Ray reads the pending source shards and builds one request per document; the teacher
 backend answers them (a fixed pool of engines or an endpoint); the driver gathers the
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 
 import fsspec
 import pyarrow as pa
@@ -25,15 +25,33 @@ import pyarrow.compute as pc
 
 from curation.detect import detect_language
 from curation.errors import UserError
-from curation.manifest import read_json, write_json_atomic
+from curation.manifest import phase_entry, read_json, write_json_atomic
 from curation.shards import ShardInfo, read_shard, shard_info, write_shard
 from curation.teacher.config import TeacherConfig
 from curation.teacher.parse import REWRITTEN, STATUSES, parse_rewrite
 from curation.teacher.prompt import build_prompt, prompt_variant
 from curation.teacher.requests import LIGHT_STAGE_CPUS, document_seed
 from curation.tokenizer import encode_texts, load_tokenizer
+from regimes.base import Phase1Context, Phase1Output, Phase1Transform
 
 TEACHER_STATS_DIR = "teacher"
+# `curate build` option -> TeacherConfig field.
+OPTION_NAMES = {
+    "teacher_backend": "backend",
+    "teacher_model": "model",
+    "teacher_replicas": "replicas",
+    "teacher_tp": "tp",
+    "teacher_endpoint": "endpoint",
+    "teacher_concurrency": "concurrency",
+    "teacher_kv_cache_bytes": "kv_cache_memory_bytes",
+    "teacher_max_model_len": "max_model_len",
+    "teacher_retries": "retries",
+    "teacher_timeout": "timeout_s",
+    "teacher_enforce_eager": "enforce_eager",
+    "teacher_structured_output": "structured_output",
+    "on_teacher_failure": "on_failure",
+    "seed": "seed",
+}
 REGIME_COLUMNS = ("rewrite_status", "language", "original_tokens")
 EMPTY_RESPONSES = pa.table(
     {
@@ -181,7 +199,7 @@ def rewritten_shard(source: pa.Table, responses: pa.Table, tokenizer, config: Te
     return table, stats
 
 
-def summarize(shard_stats: list[dict], config: TeacherConfig) -> dict:
+def teacher_summary(shard_stats: list[dict], config: TeacherConfig) -> dict:
     """The phase's teacher stats for manifest and stats.json: sums over its shards."""
     status_counts = {status: sum(s["status_counts"].get(status, 0) for s in shard_stats) for status in STATUSES}
     dropped = {status: sum(s["dropped"].get(status, 0) for s in shard_stats) for status in STATUSES}
@@ -235,5 +253,27 @@ def rewrite_phase1(
             table, stats = rewritten_shard(read_shard(source_root, relpath), responses, tokenizer, config)
             write_finished_shard(out_root, relpath, table, stats)
     infos = [shard_info(out_root, relpath) for relpath in source_shards]
-    stats = summarize([read_json(out_root, shard_stats_name(relpath)) for relpath in source_shards], config)
+    stats = teacher_summary([read_json(out_root, shard_stats_name(relpath)) for relpath in source_shards], config)
     return infos, stats
+
+
+class TeacherRewrite(Phase1Transform):
+    """Works on the source build's shards, not on a dataset, so a resumed build skips finished ones."""
+
+    name = "teacher"
+
+    def settings_from_options(self, options: Mapping[str, Any]) -> dict:
+        given = {name: options.get(option) for option, name in OPTION_NAMES.items()}
+        return {name: value for name, value in given.items() if value is not None}
+
+    def check(self, settings: dict) -> dict:
+        return TeacherConfig(**settings).to_dict()
+
+    def apply(self, context: Phase1Context) -> Phase1Output:
+        if context.source is None:
+            raise UserError("the teacher rewrites the phase 1 of a complete A build; build D with --from OUT_A")
+        shards, stats = rewrite_phase1(
+            context.source, list(context.source_shards), context.out, f"{context.source}/tokenizer.json",
+            TeacherConfig(**context.settings),
+        )
+        return Phase1Output(phase_entry("phase-1", shards) | {"teacher": stats})

@@ -1,4 +1,4 @@
-"""The coverage-statistics stage: one Ray task per shard, partials merged into `OUT/stats.json`.
+"""The stats stage: coverage statistics, one Ray task per shard, partials merged into `OUT/stats.json`.
 
 Shards are discovered by listing `OUT/phase-*/shard-*.arrow` (the manifest is written after
 this stage). Each task reads one shard and returns a `CoveragePartial`; partials merge
@@ -60,7 +60,7 @@ def _vl_stats_counts(table: pa.Table) -> dict | None:
 def prompt_duplication(table: pa.Table) -> dict | None:
     """Prompt segments of VL records and how many are duplicated across fields.
 
-    A VL build's shards (a JSON `record` column, see jobs/vl_build.py) carry the counts it measured
+    A VL build's shards (a JSON `record` column, see regimes/vl_prompt_dedup.py) carry the counts it measured
     before and after de-duplication in `vl_stats`; without them the records are measured here.
     """
     counted = _vl_stats_counts(table)
@@ -175,3 +175,18 @@ def write_build_stats(
 
 def read_build_stats(out: str) -> dict:
     return read_json(out, STATS_NAME)
+
+
+def build_stats(out: str, dedup: dict, reference: str | None, phases: list[dict], sections: dict) -> dict:
+    """stats.json of a build: coverage, plus what the phase-1 transform measured.
+
+    A phase entry's own keys beyond its shards (D's `teacher`) go into that phase's section;
+    `sections` (VL's `vl`) sit at the top level, as in the manifest.
+    """
+    stats = compute_build_stats(out, dedup, reference)
+    for phase in phases:
+        extra = {key: value for key, value in phase.items() if key not in ("name", "rows", "tokens", "shards")}
+        stats["phases"][phase["name"]].update(extra)
+    stats.update(sections)
+    write_json_atomic(out, STATS_NAME, stats)
+    return stats

@@ -1,0 +1,124 @@
+"""Ingest: read every input file in Ray tasks, validate each record into a document or a quarantine row.
+
+Documents go to `<stage>/docs` (Parquet), bad records and reused ids to `OUT/quarantine/` in input
+order. What a valid document is belongs to the regime's transform (text by default, whole records
+for VL); the id rule, reused-id check and quarantine are the same for every regime.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from functools import partial
+from typing import Iterator
+
+import fsspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+
+from curation.embedded import EMBEDDED_URL, write_embedded_corpus
+from curation.errors import UserError
+from curation.ingest import QUARANTINE_SCHEMA, IngestConfig, ingest_file, reason_summary
+from curation.readers import InputFile, list_input_files, process_local
+from curation.shards import read_shard
+from dedup.exact import reused_ids
+from jobs.datasets import attach_groups, exclude, only
+from jobs.stages.write import write_sorted
+from regimes.base import Phase1Transform
+
+
+def _valid_rows(table: pa.Table) -> pa.Table:
+    return table.filter(pc.is_null(table["reason"])).drop_columns(["reason"])
+
+
+def _invalid_rows(table: pa.Table) -> pa.Table:
+    return table.filter(pc.is_valid(table["reason"])).select(["origin", "reason", "raw", "input_pos"])
+
+
+def _as_reused_id(table: pa.Table) -> pa.Table:
+    """Quarantine rows for documents whose id an earlier record already used."""
+    reason = pa.array(["duplicate_id"] * table.num_rows, pa.string())
+    return pa.table({"origin": table["origin"], "reason": reason, "raw": table["raw"], "input_pos": table["input_pos"]})
+
+
+def _input_files(inputs: tuple[str, ...], stage_dir: str) -> tuple[list[InputFile], list[dict]]:
+    """The input files and their fingerprints for the manifest; no inputs means the embedded corpus."""
+    if inputs:
+        files = list_input_files(list(inputs))
+        return files, [{"url": f.url, "bytes": f.size} for f in files]
+    corpus = f"{stage_dir}/embedded.jsonl"
+    description = write_embedded_corpus(corpus)
+    files = [InputFile(corpus, "python-stdlib.jsonl", "jsonl", os.path.getsize(corpus))]
+    return files, [{"url": EMBEDDED_URL, "description": description, "bytes": files[0].size}]
+
+
+def ingest_stage(
+    inputs: tuple[str, ...],
+    ingest: IngestConfig,
+    transform: Phase1Transform,
+    settings: dict,
+    shard_rows: int,
+    out: str,
+    stage_dir: str,
+) -> dict:
+    """Read and validate every input record; quarantine the bad ones and reused ids."""
+    files, described = _input_files(inputs, stage_dir)
+    validator = partial(transform.validate, ingest=ingest, settings=settings)
+
+    def read_files(batch: dict) -> Iterator[pa.Table]:
+        rows = zip(batch["index"], batch["url"], batch["name"], batch["format"], batch["size"], batch["data"])
+        for index, url, name, fmt, size, data in rows:
+            if data is not None:
+                fsspec.filesystem("memory").pipe(str(url), bytes(data))
+            file = InputFile(str(url), str(name), str(fmt), int(size))
+            yield from ingest_file(file, int(index), validator, transform.document_types)
+
+    listing = [
+        {
+            "index": i, "url": f.url, "name": f.name, "format": f.format, "size": f.size,
+            "data": fsspec.filesystem("memory").cat(f.url) if process_local(f.url) else None,
+        }
+        for i, f in enumerate(files)
+    ]
+    listed = ray.data.from_items(listing, override_num_blocks=min(len(listing), 1000))
+    listed.map_batches(read_files, batch_size=1, batch_format="numpy").write_parquet(f"{stage_dir}/records")
+    fs, records_path = fsspec.core.url_to_fs(f"{stage_dir}/records")
+    if not fs.exists(records_path) or not fs.ls(records_path):
+        raise UserError("the input holds no records")
+    records = ray.data.read_parquet(f"{stage_dir}/records")
+
+    valid = records.map_batches(_valid_rows, batch_format="pyarrow")
+    shared_ids = attach_groups(valid.select_columns(["id", "input_pos"]), "id", "input_pos", "first_pos")
+    reused = shared_ids.map_batches(reused_ids, batch_format="pyarrow").materialize()
+    exclude(valid, reused, "input_pos").drop_columns(["raw"]).write_parquet(f"{stage_dir}/docs")
+
+    quarantine = records.map_batches(_invalid_rows, batch_format="pyarrow").union(
+        only(valid, reused, "input_pos").map_batches(_as_reused_id, batch_format="pyarrow")
+    )
+    shards = write_sorted(quarantine, "input_pos", out, "quarantine", QUARANTINE_SCHEMA, shard_rows)
+    reasons = Counter()
+    for shard in shards:
+        reasons.update(read_shard(out, shard.path)["reason"].to_pylist())
+    total = records.count()
+    return {
+        "documents": total,
+        "bytes": sum(f.size for f in files),
+        "input": total,
+        "quarantined": sum(s.rows for s in shards),
+        "reasons": dict(sorted(reasons.items())),
+        "inputs": described,
+    }
+
+
+def check_bad_fraction(info: dict, max_bad_fraction: float) -> None:
+    """A mostly broken input is a user error, not a silently empty build."""
+    if info["input"] == 0:
+        raise UserError("the input holds no records")
+    fraction = info["quarantined"] / info["input"]
+    if fraction > max_bad_fraction:
+        reasons = reason_summary(Counter(info["reasons"]))
+        raise UserError(
+            f"{info['quarantined']} of {info['input']} records ({fraction:.0%}) are invalid ({reasons}); "
+            f"check --text-field and the input format, or raise --max-bad-fraction"
+        )

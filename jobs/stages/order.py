@@ -1,0 +1,91 @@
+"""The write stage: P in its seeded order, the tokenizer, the phases, phase 1 through the regime's transform.
+
+The order is a sort by a keyed hash of each id with the seed (never Ray's block order); phase 1
+is the first ceil(|P|/2) rows, phase 2 the rest (regimes with one phase keep all of P in phase 1).
+Phase 2 is written as it is; phase 1 goes to the regime's transform, which writes it.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Iterator
+
+import ray
+
+from curation.order import order_keys
+from curation.tokenizer import eod_token_id, load_tokenizer, save_tokenizer, train_bpe
+from jobs.stages.write import ordered_blocks, write_dataset
+from regimes.base import Phase1Context, Phase1Transform
+
+TOKENIZER_TRAIN_BYTES = 256 * 1024 * 1024
+
+
+def seeded_order(docs: "ray.data.Dataset", seed: int) -> "ray.data.MaterializedDataset":
+    """Documents sorted by (keyed hash of the id with the seed, id)."""
+    salt = f"{seed}:order"
+    keyed = docs.map_batches(lambda t: t.append_column("order_key", order_keys(t["id"], salt)), batch_format="pyarrow")
+    return keyed.sort(["order_key", "id"]).materialize()
+
+
+def _train_tokenizer(ordered: "ray.data.Dataset", vocab_size: int):
+    """Train the build's BPE on the first TOKENIZER_TRAIN_BYTES of the seeded order (deterministic)."""
+
+    def texts() -> Iterator[str]:
+        seen = 0
+        for batch in ordered.iter_batches(batch_format="pyarrow", batch_size=1024):
+            for text in batch["text"].to_pylist():
+                yield text
+                seen += len(text)
+                if seen >= TOKENIZER_TRAIN_BYTES:
+                    return
+
+    return train_bpe(texts(), vocab_size)
+
+
+def _tokenizer(ordered: "ray.data.Dataset", transform: Phase1Transform, path: str | None, vocab_size: int, out: str):
+    if not transform.tokenizes:
+        return None
+    tokenizer = load_tokenizer(path) if path else _train_tokenizer(ordered, vocab_size)
+    save_tokenizer(tokenizer, f"{out}/tokenizer.json")
+    return tokenizer
+
+
+def write_stage(
+    docs_dir: str,
+    transform: Phase1Transform,
+    settings: dict,
+    seed: int,
+    shard_rows: int,
+    tokenizer_path: str | None,
+    vocab_size: int,
+    out: str,
+) -> dict:
+    """Order the kept documents, split the phases, tokenize and write phase 2, hand phase 1 to the transform."""
+    ordered = seeded_order(ray.data.read_parquet(docs_dir), seed)
+    tokenizer = _tokenizer(ordered, transform, tokenizer_path, vocab_size, out)
+    tokenizer_json = tokenizer.to_str() if tokenizer is not None else None
+    rows = ordered.count()
+    _, schema = ordered_blocks(ordered)
+    parts = ordered.split_at_indices([math.ceil(rows / 2)]) if transform.phases == 2 else [ordered]
+    context = Phase1Context(
+        settings=settings,
+        seed=seed,
+        out=out,
+        tokenizer_json=tokenizer_json,
+        phase1=lambda: parts[0],
+        write=partial(write_dataset, root=out, folder="phase-1", shard_rows=shard_rows, tokenizer_json=tokenizer_json, like=schema),
+    )
+    output = transform.apply(context)
+    phases = [output.phase] + [
+        write_dataset(part, out, f"phase-{number}", shard_rows, tokenizer_json, like=schema)
+        for number, part in enumerate(parts[1:], start=2)
+    ]
+    return {
+        "documents": rows,
+        "phases": phases,
+        "sections": output.sections,
+        "tokenizer": None if tokenizer is None else {
+            "path": "tokenizer.json", "eod_token_id": eod_token_id(tokenizer), "vocab_size": tokenizer.get_vocab_size()
+        },
+    }
