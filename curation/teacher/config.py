@@ -7,6 +7,7 @@ vLLM's silent default of 16), so a rewrite of a long document is not cut short.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import asdict, dataclass
 
@@ -74,6 +75,8 @@ class TeacherConfig:
             )
         if self.backend == "openai" and not self.endpoint:
             raise UserError("--teacher-backend openai needs --teacher-endpoint (e.g. http://host:8000/v1)")
+        if self.backend == "openai" and importlib.util.find_spec("openai") is None:
+            raise UserError("--teacher-backend openai needs the OpenAI client: pip install 'curate[teacher-openai]'")
         for name in ("replicas", "tp", "concurrency", "batch_size", "max_tokens_margin"):
             if getattr(self, name) < 1:
                 raise UserError(f"teacher option {name} must be at least 1, got {getattr(self, name)}")
