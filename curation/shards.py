@@ -34,6 +34,11 @@ class ShardInfo:
     bytes: int
     sha256: str
 
+    @classmethod
+    def of(cls, relpath: str, table: pa.Table, data: bytes) -> "ShardInfo":
+        """The fingerprint of `table`, whose IPC file bytes are `data`."""
+        return cls(relpath, table.num_rows, count_tokens(table), len(data), hashlib.sha256(data).hexdigest())
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -71,13 +76,7 @@ def write_shard(table: pa.Table, root: str, relpath: str) -> ShardInfo:
     with fs.open(temporary, "wb") as handle:
         handle.write(data)
     fs.mv(temporary, final)
-    return ShardInfo(
-        path=relpath,
-        rows=table.num_rows,
-        tokens=count_tokens(table),
-        bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-    )
+    return ShardInfo.of(relpath, table, data)
 
 
 def read_shard(root: str, relpath: str) -> pa.Table:
@@ -93,10 +92,4 @@ def shard_info(root: str, relpath: str) -> ShardInfo:
     with fs.open(f"{base.rstrip('/')}/{relpath}", "rb") as handle:
         data = handle.read()
     table = pa.ipc.open_file(pa.BufferReader(data)).read_all()
-    return ShardInfo(
-        path=relpath,
-        rows=table.num_rows,
-        tokens=count_tokens(table),
-        bytes=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-    )
+    return ShardInfo.of(relpath, table, data)
