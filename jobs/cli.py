@@ -12,7 +12,8 @@ import sys
 
 import typer
 
-from curation.errors import UserError
+from curation.errors import user_error
+from jobs.failure import summary_line, write_log
 
 COMMAND_MODULES = (
     "jobs.build_cli",
@@ -35,12 +36,19 @@ for module_name in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Entry point: user errors end with one line on stderr and exit code 2."""
+    """Entry point: user errors end with one line and exit code 2, anything else with one line, a log and 1."""
     try:
         app()
-    except UserError as error:
-        print(f"curate: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    except KeyboardInterrupt:
+        print("curate: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as error:
+        known = user_error(error)
+        if known is not None:
+            print(f"curate: error: {known}", file=sys.stderr)
+            sys.exit(2)
+        print(summary_line(error, write_log(error)), file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

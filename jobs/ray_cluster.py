@@ -2,31 +2,38 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+from pathlib import Path
 
 import ray
 
 PARTITION_BYTES = 128 * 1024 * 1024
+RAY_DATA_LOGGING = str(Path(__file__).with_name("ray_data_logging.yaml"))
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Join the cluster named by `address` or RAY_ADDRESS (as under `ray job submit`), else start a local Ray.
 
     Ray Data keeps block order (the seeded order is a sort, but shard boundaries need it), prints
-    nothing of its own and shuffles with the task-based sort shuffle, which suits builds of any size.
+    nothing of its own on the terminal (its log file keeps everything) and shuffles with the
+    task-based sort shuffle, which suits builds of any size.
     """
     if not ray.is_initialized():
+        os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", RAY_DATA_LOGGING)
         address = address or os.environ.get("RAY_ADDRESS")
+        quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
         if address:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, **quiet)
         else:
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     context.issue_detectors_config.detectors = []
+    context.raise_original_map_exception = True  # a UserError raised in a task stays one line
     context.shuffle_strategy = ray.data.context.ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
 
 

@@ -17,6 +17,7 @@ import fsspec
 
 from curation.errors import UserError
 from curation.manifest import canonical_json, read_json, write_json_atomic
+from jobs.failure import note_stage
 
 WORK_DIR = "_work"
 DONE = "_DONE.json"
@@ -81,7 +82,11 @@ class StageRunner:
             self.fs.rm(stage_dir, recursive=True)
         self.fs.makedirs(stage_dir, exist_ok=True)
         started = time.perf_counter()
-        info = body(stage_dir)
+        try:
+            info = body(stage_dir)
+        except Exception as error:
+            note_stage(error, stage, self.out)
+            raise
         self.timings[stage] = time.perf_counter() - started
         write_json_atomic(stage_dir, DONE, info)
         self.progress.stage(stage, info, self.timings[stage])
