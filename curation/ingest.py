@@ -3,11 +3,13 @@
 A document is `id`, `text`, `input_pos` (its place in the input: file index and line) and
 the record's other fields as they came. Anything else becomes a quarantine row with its
 origin, a reason code and the raw bytes, so nothing is lost and the job never crashes on
-bad data.
+bad data. Each metadata field gets one Arrow type for the whole build; a field whose values
+have none in common (`"score": 3` here, `"score": "3"` there) is kept as JSON text.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping
@@ -17,6 +19,7 @@ import pyarrow as pa
 from curation.readers import InputFile, RawRecord, read_raw_records
 
 REASONS = {
+    "unreadable_file": "the file could not be read past this point (truncated or corrupt, or no permission)",
     "invalid_json": "the line is not valid JSON",
     "invalid_utf8": "the bytes are not valid UTF-8 (or the text holds lone surrogates)",
     "not_an_object": "the JSON value is not an object",
@@ -32,6 +35,9 @@ RESERVED_COLUMNS = (
     "id", "text", "input_ids", "input_pos", "origin", "reason", "raw",
     "copy_index", "rewrite_status", "language", "original_tokens",
 )
+# Field metadata of a column whose values in one block had no common Arrow type.
+MIXED = b"curate.mixed_types"
+ARROW_TYPE_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
 QUARANTINE_SCHEMA = pa.schema([("origin", pa.string()), ("reason", pa.string()), ("raw", pa.binary())])
 
 
@@ -112,12 +118,83 @@ def ingest_file(
 
 
 def _to_table(rows: list[dict], document_types: Mapping[str, pa.DataType]) -> pa.Table:
-    table = pa.Table.from_pylist(rows)
+    table = _table_by_column(rows)
     for name, kind in [("reason", pa.string()), ("raw", pa.binary()), *document_types.items()]:
         if name not in table.column_names:
             table = table.append_column(name, pa.nulls(table.num_rows, kind))
         elif table.schema.field(name).type != kind:
             table = table.set_column(table.schema.get_field_index(name), name, table.column(name).cast(kind))
+    return table
+
+
+def _table_by_column(rows: list[dict]) -> pa.Table:
+    """One column per field any row has (`Table.from_pylist` would take the first row's fields only).
+
+    A field whose values have no common Arrow type gets a column marked mixed, holding no values;
+    `conform_metadata` fills it with JSON text from the raw records.
+    """
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    fields, arrays = [], []
+    for name in names:
+        try:
+            array = pa.array([row.get(name) for row in rows])
+            fields.append(pa.field(name, array.type))
+        except ARROW_TYPE_ERRORS:
+            array = pa.nulls(len(rows))
+            fields.append(pa.field(name, pa.null(), metadata={MIXED: b"1"}))
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+
+def metadata_types(schemas: list[pa.Schema], fixed: set[str]) -> dict[str, pa.DataType | None]:
+    """Per metadata field, the one Arrow type all its values take, or None when they have none.
+
+    `schemas` are those of every block of documents, in input order; a field is None (JSON text
+    in every document) when a block marked it mixed or two blocks' types do not unify, so the
+    decision does not depend on how records were split into blocks.
+    """
+    types: dict[str, pa.DataType | None] = {}
+    for schema in schemas:
+        for field in schema:
+            if field.name in fixed or types.get(field.name, 0) is None:
+                continue
+            if field.metadata and MIXED in field.metadata:
+                types[field.name] = None
+            elif field.name not in types:
+                types[field.name] = field.type
+            else:
+                try:
+                    both = [pa.schema([pa.field(field.name, types[field.name])]), pa.schema([field.remove_metadata()])]
+                    types[field.name] = pa.unify_schemas(both, promote_options="permissive").field(0).type
+                except ARROW_TYPE_ERRORS:
+                    types[field.name] = None
+    return types
+
+
+def _record_key(column: str) -> str:
+    """The input field a metadata column came from (reserved names were prefixed with `input_`)."""
+    bare = column.removeprefix("input_")
+    return bare if column != bare and bare in RESERVED_COLUMNS else column
+
+
+def conform_metadata(table: pa.Table, types: Mapping[str, pa.DataType | None]) -> pa.Table:
+    """Every metadata column with its build-wide type; fields of no common type as JSON text from `raw`."""
+    records = None
+    for name, kind in types.items():
+        if kind is None:
+            if records is None:
+                records = [json.loads(raw) for raw in table["raw"].to_pylist()]
+            key = _record_key(name)
+            values = [None if record.get(key) is None else json.dumps(record[key], ensure_ascii=False) for record in records]
+            column = pa.array(values, pa.string())
+        elif name in table.column_names:
+            column = table[name].cast(kind)
+        else:
+            column = pa.nulls(table.num_rows, kind)
+        if name in table.column_names:
+            table = table.set_column(table.schema.get_field_index(name), pa.field(name, column.type), column)
+        else:
+            table = table.append_column(name, column)
     return table
 
 

@@ -107,11 +107,60 @@ def list_input_files(urls: list[str]) -> list[InputFile]:
     return listed
 
 
+class _ZstdReader(io.RawIOBase):
+    """Decompressed bytes of a zstd stream of one or more frames; a frame cut short raises EOFError.
+
+    zstandard's own stream reader ends quietly at a truncated frame, which would lose the rest of
+    the file without a word.
+    """
+
+    CHUNK = 1 << 20
+
+    def __init__(self, compressed: io.BufferedIOBase):
+        import zstandard
+
+        self.compressed = compressed
+        self.new_frame = zstandard.ZstdDecompressor().decompressobj
+        self.frame = self.new_frame()
+        self.in_frame = False
+        self.pending = b""
+        self.offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _feed(self, chunk: bytes) -> None:
+        self.pending, self.offset = b"", 0
+        while chunk:
+            self.in_frame = True
+            self.pending += self.frame.decompress(chunk)
+            if not self.frame.eof:
+                return
+            chunk, self.frame, self.in_frame = self.frame.unused_data, self.new_frame(), False
+
+    def readinto(self, buffer) -> int:
+        while self.offset == len(self.pending):
+            chunk = self.compressed.read(self.CHUNK)
+            if not chunk:
+                if self.in_frame:
+                    raise EOFError("zstd stream ended before the end of its frame")
+                return 0
+            self._feed(chunk)
+        size = min(len(buffer), len(self.pending) - self.offset)
+        buffer[:size] = self.pending[self.offset : self.offset + size]
+        self.offset += size
+        return size
+
+    def close(self) -> None:
+        self.compressed.close()
+        super().close()
+
+
 def _open_binary(file: InputFile) -> io.BufferedIOBase:
-    """The file's decompressed bytes as a line-iterable stream (zstd readers cannot iterate lines)."""
-    compression = {"jsonl.gz": "gzip", "jsonl.zst": "zstd"}.get(file.format)
-    handle = fsspec.open(file.url, "rb", compression=compression).open()
-    return io.BufferedReader(handle) if compression == "zstd" else handle
+    """The file's decompressed bytes as a line-iterable stream."""
+    if file.format == "jsonl.zst":
+        return io.BufferedReader(_ZstdReader(fsspec.open(file.url, "rb").open()))
+    return fsspec.open(file.url, "rb", compression="gzip" if file.format == "jsonl.gz" else None).open()
 
 
 def _parse_json_line(line: bytes) -> tuple[dict | None, str | None]:
@@ -129,8 +178,26 @@ def _parse_json_line(line: bytes) -> tuple[dict | None, str | None]:
 
 
 def read_raw_records(file: InputFile, file_index: int) -> Iterator[RawRecord]:
-    """Every record of one file, in file order. Blank JSONL lines hold no record and are skipped."""
+    """Every record of one file, in file order. Blank JSONL lines hold no record and are skipped.
+
+    A file that cannot be read whole (truncated or corrupt compression, a broken Parquet footer,
+    permission denied) gives the records read before the fault and then one `unreadable_file`
+    record whose origin is where reading stopped and whose raw bytes say why.
+    """
     base_position = file_index << POSITION_BITS
+    next_position = base_position + (0 if file.format in ("parquet", "text") else 1)
+    try:
+        for record in _file_records(file, base_position):
+            next_position = record.position + 1
+            yield record
+    except Exception as error:  # any fault of the file itself; its records so far are kept
+        offset = next_position - base_position
+        where = {"parquet": f":row {offset}", "text": ""}.get(file.format, f":{offset}")
+        message = f"{type(error).__name__}: {error}".encode("utf-8", "replace")
+        yield RawRecord(f"{file.name}{where}", next_position, message, None, "unreadable_file")
+
+
+def _file_records(file: InputFile, base_position: int) -> Iterator[RawRecord]:
     if file.format == "parquet":
         import pyarrow.parquet as pq
 

@@ -19,13 +19,29 @@ import ray
 
 from curation.embedded import EMBEDDED_URL, write_embedded_corpus
 from curation.errors import UserError
-from curation.ingest import QUARANTINE_SCHEMA, IngestConfig, ingest_file, reason_summary
+from curation.ingest import QUARANTINE_SCHEMA, IngestConfig, conform_metadata, ingest_file, metadata_types, reason_summary
 from curation.readers import InputFile, list_input_files, process_local
 from curation.shards import read_shard
 from dedup.exact import reused_ids
 from jobs.datasets import attach_groups, exclude, only
 from jobs.stages.write import write_sorted
 from regimes.base import Phase1Transform
+
+
+FIXED_COLUMNS = {"input_pos", "origin", "raw", "reason"}
+
+
+def _block_schemas(valid: "ray.data.Dataset") -> list[pa.Schema]:
+    """The distinct schemas of the documents' blocks, in input order (first position of each block)."""
+
+    def schema_row(table: pa.Table) -> pa.Table:
+        first = pc.min(table["input_pos"]).as_py() if table.num_rows else -1
+        return pa.table({"first": [first], "schema": [table.schema.serialize().to_pybytes()]})
+
+    blocks = valid.map_batches(schema_row, batch_size=None, batch_format="pyarrow")
+    rows = [row for batch in blocks.iter_batches(batch_format="pyarrow", batch_size=None) for row in batch.to_pylist()]
+    ordered = [row["schema"] for row in sorted(rows, key=lambda row: (row["first"], row["schema"]))]
+    return [pa.ipc.read_schema(pa.py_buffer(data)) for data in dict.fromkeys(ordered)]
 
 
 def _valid_rows(table: pa.Table) -> pa.Table:
@@ -89,6 +105,8 @@ def ingest_stage(
     records = ray.data.read_parquet(f"{stage_dir}/records")
 
     valid = records.map_batches(_valid_rows, batch_format="pyarrow")
+    types = metadata_types(_block_schemas(valid), FIXED_COLUMNS | set(transform.document_types))
+    valid = valid.map_batches(conform_metadata, fn_kwargs={"types": types}, batch_format="pyarrow")
     shared_ids = attach_groups(valid.select_columns(["id", "input_pos"]), "id", "input_pos", "first_pos")
     reused = shared_ids.map_batches(reused_ids, batch_format="pyarrow").materialize()
     exclude(valid, reused, "input_pos").drop_columns(["raw"]).write_parquet(f"{stage_dir}/docs")
