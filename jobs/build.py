@@ -130,15 +130,16 @@ def build_from_input(config: BuildConfig, regime: Regime, out: str, runner: Stag
             docs_dir, transform, config.settings, config.seed, config.shard_rows, config.tokenizer, config.vocab_size, out
         ),
     )
-    counts = {
-        "input": ingest["input"],
-        "quarantined": ingest["quarantined"],
-        "exact_duplicates": exact["exact_duplicates"],
-        "near_duplicates": near["near_duplicates"],
-        "kept": written["documents"],
-    }
-    if sum(v for k, v in counts.items() if k != "input") != counts["input"]:
-        raise RuntimeError(f"counts do not add up: {counts}")
+    counts = with_dropped(
+        {
+            "input": ingest["input"],
+            "quarantined": ingest["quarantined"],
+            "exact_duplicates": exact["exact_duplicates"],
+            "near_duplicates": near["near_duplicates"],
+            "kept": written["documents"],
+        },
+        written["dropped"],
+    )
     if transform.deduplicates:
         near_dir = f"{runner.path('near')}/pairs" if config.near_dedup else None
         runner.run("pairs", lambda d: {"pairs": write_pairs(out, f"{runner.path('exact')}/pairs", near_dir)})
@@ -166,13 +167,21 @@ def derive(config: BuildConfig, regime: Regime, source: str, out: str, runner: S
     phases = [derived["phase"]] + [phase for phase in source_manifest["phases"] if phase["name"] != "phase-1"]
     dedup = source_manifest.get("dedup", {})
     runner.run("stats", lambda d: {"stats": bool(build_stats(out, dedup, source, phases, derived["sections"]))})
-    manifest = make_manifest(
-        regime, config, phases, source_manifest["counts"], source_manifest["tokenizer"], source_manifest["inputs"]
-    )
+    counts = with_dropped(source_manifest["counts"], derived["dropped"])
+    manifest = make_manifest(regime, config, phases, counts, source_manifest["tokenizer"], source_manifest["inputs"])
     manifest |= {"dedup": dedup} | derived["sections"]
     manifest["source"] = {"config_hash": source_manifest["config_hash"], "regime": source_manifest["regime"]}
     write_manifest(out, manifest)
     return manifest
+
+
+def with_dropped(counts: dict, dropped: int) -> dict:
+    """The counts after the phase-1 transform dropped `dropped` kept documents; they must add up."""
+    if dropped:
+        counts = counts | {"kept": counts["kept"] - dropped, "dropped": counts.get("dropped", 0) + dropped}
+    if sum(v for k, v in counts.items() if k != "input") != counts["input"]:
+        raise RuntimeError(f"counts do not add up: {counts}")
+    return counts
 
 
 def make_manifest(regime: Regime, config: BuildConfig, phases: list[dict], counts: dict, tokenizer: dict | None, inputs: list) -> dict:

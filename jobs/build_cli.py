@@ -49,6 +49,9 @@ def build(
     teacher_enforce_eager: bool = typer.Option(False, help="Regime D: skip vLLM compilation (faster start for small jobs)."),
     teacher_structured_output: Optional[str] = typer.Option(None, help="Regime D: a regex every generation must match."),
     on_teacher_failure: str = typer.Option("keep-original", help="Regime D: keep-original or drop a document whose rewrite failed."),
+    max_teacher_failure_fraction: float = typer.Option(
+        0.05, help="Regime D: stop when more than this share of requests fails (no answer from the teacher)."
+    ),
     fields: Optional[str] = typer.Option(None, help="Regime VL: comma-separated text fields of flat records."),
     precedence: Optional[str] = typer.Option(None, help="Regime VL: comma-separated field order that keeps the canonical copy."),
     resume: bool = typer.Option(False, help="Finish an interrupted build in OUT without redoing finished stages."),

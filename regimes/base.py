@@ -43,10 +43,12 @@ class Phase1Context:
 
 @dataclass(frozen=True)
 class Phase1Output:
-    """The phase-1 entry of the manifest, and sections the transform adds to manifest and stats."""
+    """The phase-1 entry of the manifest, sections the transform adds to manifest and stats, and
+    how many documents it dropped (they leave `counts.kept` for `counts.dropped`)."""
 
     phase: dict
     sections: dict = field(default_factory=dict)
+    dropped: int = 0
 
 
 class Phase1Transform:

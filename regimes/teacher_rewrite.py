@@ -24,11 +24,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curation.detect import detect_language
-from curation.errors import UserError
+from curation.errors import UserError, user_error
 from curation.manifest import phase_entry, read_json, write_json_atomic
 from curation.shards import ShardInfo, read_shard, shard_info, write_shard
 from curation.teacher.config import TeacherConfig
-from curation.teacher.parse import REWRITTEN, STATUSES, parse_rewrite
+from curation.teacher.parse import ERROR, REWRITTEN, STATUSES, parse_rewrite
 from curation.teacher.prompt import build_prompt, prompt_variant
 from curation.teacher.requests import LIGHT_STAGE_CPUS, document_seed
 from curation.tokenizer import encode_texts, load_tokenizer
@@ -50,6 +50,7 @@ OPTION_NAMES = {
     "teacher_enforce_eager": "enforce_eager",
     "teacher_structured_output": "structured_output",
     "on_teacher_failure": "on_failure",
+    "max_teacher_failure_fraction": "max_failure_fraction",
     "seed": "seed",
 }
 REGIME_COLUMNS = ("rewrite_status", "language", "original_tokens")
@@ -125,16 +126,52 @@ def teacher_responses(source_root: str, shards: list[str], config: TeacherConfig
     requests = ray.data.from_items([{"shard": shard} for shard in shards]).flat_map(
         ShardRequests(source_root, config), num_cpus=LIGHT_STAGE_CPUS
     )
-    yield from generate(requests, config).iter_batches(batch_format="pyarrow", batch_size=None)
+    try:
+        yield from generate(requests, config).iter_batches(batch_format="pyarrow", batch_size=None)
+    except Exception as error:
+        known = user_error(error)  # a dead endpoint, found by the backend on a Ray worker
+        if known is None:
+            raise
+        raise known from None
+
+
+class FailureBudget:
+    """Ends the rewrite with one line when the teacher fails too often.
+
+    A failure is a request that got no answer (status `error`). The build stops as soon as the
+    failures exceed `max_fraction` of the phase, counted as blocks of answers arrive (an endpoint
+    that answers nothing at all is stopped sooner, by its backend).
+    """
+
+    def __init__(self, max_fraction: float, rows: int, failed: int):
+        """`rows` of the whole phase; `failed` among the shards a resumed build finished before."""
+        self.max_fraction = max_fraction
+        self.rows = rows
+        self.failed = failed
+        self.first_error: str | None = None
+
+    def add(self, responses: pa.Table) -> None:
+        error = responses.column("error")
+        errors = error.filter(pc.fill_null(pc.not_equal(error, ""), False))
+        self.failed += len(errors)
+        if self.first_error is None and len(errors):
+            self.first_error = errors[0].as_py()
+        if self.failed > self.max_fraction * self.rows:
+            raise UserError(
+                f"the teacher failed on {self.failed} of {self.rows} phase-1 documents, over the budget of "
+                f"{self.max_fraction:g} (first error: {self.first_error}); check the teacher options, "
+                f"or raise --max-teacher-failure-fraction"
+            )
 
 
 def complete_shards(
-    batches: Iterator[pa.Table], expected_rows: dict[str, int]
+    batches: Iterator[pa.Table], expected_rows: dict[str, int], budget: FailureBudget
 ) -> Iterator[tuple[str, pa.Table]]:
     """(shard, its responses sorted by row) as soon as every row of a shard has been answered."""
     pending: dict[str, list[pa.Table]] = {}
     received: Counter = Counter()
     for batch in batches:
+        budget.add(batch)
         for shard in pc.unique(batch.column("shard")).to_pylist():
             part = batch.filter(pc.equal(batch.column("shard"), shard))
             pending.setdefault(shard, []).append(part)
@@ -244,9 +281,17 @@ def rewrite_phase1(
     if pending:
         tokenizer = load_tokenizer(tokenizer_path)
         expected_rows = {relpath: source_rows(source_root, relpath) for relpath in pending}
+        finished = [read_json(out_root, shard_stats_name(p)) for p in source_shards if p not in expected_rows]
+        budget = FailureBudget(
+            config.max_failure_fraction,
+            sum(expected_rows.values()) + sum(stats["rows_in"] for stats in finished),
+            sum(stats["status_counts"].get(ERROR, 0) for stats in finished),
+        )
         to_teacher = [relpath for relpath in pending if expected_rows[relpath] > 0]
         answered = (
-            complete_shards(teacher_responses(source_root, to_teacher, config), expected_rows) if to_teacher else []
+            complete_shards(teacher_responses(source_root, to_teacher, config), expected_rows, budget)
+            if to_teacher
+            else []
         )
         empty = ((relpath, EMPTY_RESPONSES) for relpath in pending if expected_rows[relpath] == 0)
         for relpath, responses in itertools.chain(empty, answered):
@@ -276,4 +321,4 @@ class TeacherRewrite(Phase1Transform):
             context.source, list(context.source_shards), context.out, f"{context.source}/tokenizer.json",
             TeacherConfig(**context.settings),
         )
-        return Phase1Output(phase_entry("phase-1", shards) | {"teacher": stats})
+        return Phase1Output(phase_entry("phase-1", shards) | {"teacher": stats}, dropped=stats["rows_in"] - stats["rows_out"])

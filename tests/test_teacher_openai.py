@@ -53,6 +53,7 @@ class Teacher:
         self.attempts: dict[str, int] = {}
         self.in_flight = 0
         self.max_in_flight = 0
+        self.fail_all = False
 
     def documents(self) -> list[str]:
         return [request["document"] for request in self.requests]
@@ -75,7 +76,7 @@ def make_handler(teacher: Teacher):
                 teacher.max_in_flight = max(teacher.max_in_flight, teacher.in_flight)
             try:
                 time.sleep(0.05)
-                if "BROKEN" in document or ("FLAKY" in document and attempt == 1):
+                if teacher.fail_all or "BROKEN" in document or ("FLAKY" in document and attempt == 1):
                     return self.reply(503, {"error": {"message": "overloaded"}})
                 if "SLOW" in document:
                     time.sleep(2.5)
@@ -134,7 +135,8 @@ def source(tmp_path):
 
 def config_for(teacher: Teacher, **overrides) -> TeacherConfig:
     settings = dict(
-        backend="openai", model="teacher", endpoint=teacher.endpoint, concurrency=2, retries=1, timeout_s=1.0, batch_size=4
+        backend="openai", model="teacher", endpoint=teacher.endpoint, concurrency=2, retries=1, timeout_s=1.0, batch_size=4,
+        max_failure_fraction=0.5,  # BROKEN and SLOW are 2 of 9 documents
     )
     return TeacherConfig(**(settings | overrides))
 
@@ -259,3 +261,48 @@ def test_a_source_that_already_has_ds_columns_is_refused_before_any_request(teac
         rewrite_phase1(source_root, ["phase-1/shard-00000.arrow"], str(tmp_path / "D"),
                        str(tmp_path / "tok" / "tokenizer.json"), config_for(teacher_server))
     assert teacher_server.requests == []
+
+
+@pytest.fixture(scope="module")
+def build_a(ray_local, tmp_path_factory):
+    """A complete regime A build of every document above, one per line."""
+    from jobs.build import BuildConfig, RunOptions, run_build
+
+    root = tmp_path_factory.mktemp("teacher-builds")
+    texts = [text for shard in SHARDS for text in shard] + [f"Plain document number {i}." for i in range(391)]
+    corpus = root / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"doc-{i:02d}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    run_build(BuildConfig(inputs=(str(corpus),), near_dedup=False, vocab_size=300, shard_rows=64),
+              RunOptions(output=str(root / "A"), quiet=True))
+    return root / "A"
+
+
+def build_d(teacher: Teacher, source, out, **settings) -> dict:
+    from jobs.build import BuildConfig, RunOptions, run_build
+
+    config = BuildConfig(regime="D", source=str(source), near_dedup=False, vocab_size=300, shard_rows=64,
+                         settings=config_for(teacher, **settings).to_dict())
+    return run_build(config, RunOptions(output=str(out), quiet=True))["manifest"]
+
+
+def test_an_endpoint_that_fails_every_request_stops_the_build_within_seconds(teacher_server, build_a, tmp_path):
+    teacher_server.fail_all = True
+    started = time.monotonic()
+    with pytest.raises(UserError, match=r"the teacher endpoint http://127.0.0.1:\d+/v1 failed all of its first \d+ requests.*503"):
+        build_d(teacher_server, build_a, tmp_path / "D", retries=0, max_failure_fraction=0.05)
+    assert time.monotonic() - started < 60
+    assert len(teacher_server.requests) < 100, "it stops long before asking for the whole phase"
+    assert not (tmp_path / "D" / "manifest.json").exists()
+
+
+def test_dropped_documents_are_counted_in_the_manifest(teacher_server, build_a, tmp_path):
+    manifest = build_d(teacher_server, build_a, tmp_path / "D", on_failure="drop")
+    source = json.loads((build_a / "manifest.json").read_text())
+    phase1 = next(p for p in source["phases"] if p["name"] == "phase-1")
+    texts = [t for s in phase1["shards"] for t in read_shard(str(build_a), s["path"]).column("text").to_pylist()]
+    dropped = sum(expected_status(t) != "rewritten" for t in texts)
+    counts = manifest["counts"]
+    assert dropped > 0
+    assert counts["dropped"] == dropped and counts["kept"] == source["counts"]["kept"] - dropped
+    assert counts["input"] == sum(v for k, v in counts.items() if k != "input")
+    assert manifest["phases"][0]["rows"] == phase1["rows"] - dropped

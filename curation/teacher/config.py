@@ -35,6 +35,8 @@ class TeacherConfig:
     endpoint, concurrency, retries, timeout_s: the openai backend's server URL
         (".../v1"), requests in flight, retries with backoff and per-request timeout.
     on_failure: what happens to a document whose rewrite failed ("keep-original" or "drop").
+    max_failure_fraction: the share of phase-1 documents whose request may fail (no answer)
+        before the build stops with one line; a teacher that fails every request stops at once.
     kv_cache_memory_bytes: KV cache size per engine; None means vLLM's default on GPUs
         and CPU_KV_CACHE_BYTES_DEFAULT on CPUs.
     max_model_len: context length of each engine (None: the model's own).
@@ -60,6 +62,7 @@ class TeacherConfig:
     retries: int = 3
     timeout_s: float = 600.0
     on_failure: str = "keep-original"
+    max_failure_fraction: float = 0.05
     kv_cache_memory_bytes: int | None = None
     max_model_len: int | None = None
     enforce_eager: bool = False
@@ -80,6 +83,8 @@ class TeacherConfig:
         for name in ("replicas", "tp", "concurrency", "batch_size", "max_tokens_margin"):
             if getattr(self, name) < 1:
                 raise UserError(f"teacher option {name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.max_failure_fraction <= 1:
+            raise UserError(f"--max-teacher-failure-fraction must be in [0, 1], got {self.max_failure_fraction}")
         if self.retries < 0 or self.timeout_s <= 0 or self.max_tokens_per_char <= 0:
             raise UserError("teacher retries must be >= 0, timeout and max-tokens-per-char > 0")
 

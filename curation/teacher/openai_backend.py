@@ -3,7 +3,8 @@
 One Ray actor holds the client and a pool of `concurrency` threads, so at most that many
 requests are in flight; the `openai` client retries failed requests with exponential
 backoff (`retries`) and gives up on one after `timeout_s`. A request that still fails
-becomes an `error` row, never a failed job.
+becomes an `error` row; an endpoint that answers none of its first DEAD_AFTER requests stops
+the build with one line.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pyarrow as pa
 import ray
 
+from curation.errors import UserError
 from curation.teacher.config import TeacherConfig
 from curation.teacher.requests import LIGHT_STAGE_CPUS, RESPONSE_COLUMNS
+
+# Requests without a single answer after which an endpoint counts as dead.
+DEAD_AFTER = 16
 
 
 class ChatCompletions:
@@ -33,6 +38,7 @@ class ChatCompletions:
             timeout=config.timeout_s,
         )
         self.pool = ThreadPoolExecutor(max_workers=config.concurrency)
+        self.answered: int | None = 0
 
     def request(self, prompt: str, max_tokens: int, seed: int) -> tuple[str, int, bool, str]:
         """(generated text, generated tokens, truncated, error) of one document."""
@@ -55,6 +61,21 @@ class ChatCompletions:
         except Exception as error:  # every failure of one request is recorded on its row
             return "", 0, False, f"{type(error).__name__}: {error}"
 
+    def check_alive(self, errors: tuple[str, ...]) -> None:
+        """An endpoint that has answered none of its first DEAD_AFTER requests is dead: stop the build now.
+
+        The failure budget on the driver sees answers only when a whole block is done; this check
+        stops a dead endpoint after seconds, not after a shard of requests.
+        """
+        if self.answered is None:
+            return
+        self.answered += len(errors)
+        if any(not error for error in errors):
+            self.answered = None
+        elif self.answered >= DEAD_AFTER:
+            raise UserError(f"the teacher endpoint {self.config.endpoint} failed all of its first {self.answered} requests "
+                            f"(first error: {errors[0]})")
+
     def __call__(self, batch: pa.Table) -> pa.Table:
         texts, generated, truncated, errors = zip(
             *self.pool.map(
@@ -64,6 +85,7 @@ class ChatCompletions:
                 batch.column("seed").to_pylist(),
             )
         )
+        self.check_alive(errors)
         return pa.table(
             {
                 "shard": batch.column("shard"),

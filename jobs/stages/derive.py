@@ -64,4 +64,4 @@ def derive_stage(
         source_shards=shards,
     )
     output = transform.apply(context)
-    return {"documents": output.phase["rows"], "phase": output.phase, "sections": output.sections}
+    return {"documents": output.phase["rows"], "phase": output.phase, "sections": output.sections, "dropped": output.dropped}

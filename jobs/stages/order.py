@@ -85,6 +85,7 @@ def write_stage(
         "documents": rows,
         "phases": phases,
         "sections": output.sections,
+        "dropped": output.dropped,
         "tokenizer": None if tokenizer is None else {
             "path": "tokenizer.json", "eod_token_id": eod_token_id(tokenizer), "vocab_size": tokenizer.get_vocab_size()
         },
