@@ -14,6 +14,8 @@ import sys
 import sysconfig
 from typing import Iterator
 
+import fsspec
+
 EMBEDDED_URL = "embedded:python-stdlib"
 _SKIPPED_PARTS = {
     "test", "tests", "idlelib", "site-packages", "dist-packages", "lib2to3", "turtledemo",
@@ -37,7 +39,7 @@ def embedded_records() -> Iterator[dict]:
 
 def write_embedded_corpus(path: str) -> str:
     """Write the embedded corpus as JSONL at `path` and return a description of it."""
-    with open(path, "w", encoding="utf-8", errors="surrogatepass") as handle:
+    with fsspec.open(path, "w", encoding="utf-8", errors="surrogatepass") as handle:
         for record in embedded_records():
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return f"{EMBEDDED_URL} (Python {sys.version_info.major}.{sys.version_info.minor})"

@@ -38,12 +38,27 @@ POSITION_BITS = 40
 
 @dataclass(frozen=True)
 class InputFile:
-    """One input file: its full URL, its name relative to the argument that found it, its format."""
+    """One input file: its full URL, its name relative to the argument that found it, its format,
+    and a content token (the object's ETag, else its size and modification time)."""
 
     url: str
     name: str
     format: str
     size: int
+    token: str = ""
+
+    def fingerprint(self) -> dict:
+        """What the manifest records of an input, and what `--resume` compares."""
+        return {"url": self.url, "bytes": self.size, "token": self.token}
+
+
+def content_token(info: dict) -> str:
+    """An object store's ETag, else size and modification time: a change of content changes it."""
+    etag = info.get("ETag") or info.get("etag") or info.get("md5Hash")
+    if etag:
+        return f"etag:{str(etag).strip(chr(34))}"
+    modified = info.get("mtime") or info.get("LastModified") or info.get("updated") or info.get("created")
+    return f"size:{info.get('size')}:mtime:{modified}"
 
 
 @dataclass(frozen=True)
@@ -84,21 +99,22 @@ def list_input_files(urls: list[str]) -> list[InputFile]:
             raise UserError(f"cannot open input {url}: {error}") from None
         if any(char in path for char in "*?["):
             base = path.split("*")[0].split("?")[0].split("[")[0].rsplit("/", 1)[0]
-            matches = sorted(p for p in fs.glob(path) if fs.isfile(p))
+            infos = {p: info for p, info in fs.glob(path, detail=True).items() if info["type"] == "file"}
         elif fs.isdir(path):
             base = path.rstrip("/")
-            matches = sorted(fs.find(path))
+            infos = fs.find(path, detail=True)
         elif fs.isfile(path):
             base = path.rsplit("/", 1)[0]
-            matches = [path]
+            infos = {path: fs.info(path)}
         else:
             raise UserError(f"input not found: {url}")
-        if not matches:
+        if not infos:
             raise UserError(f"input matches no files: {url}")
-        for match in matches:
+        for match in sorted(infos):
             full = _unprotocol(fs, match)
             name = match[len(base) :].lstrip("/") if match.startswith(base) else match
-            files.setdefault(full, InputFile(full, name, detect_format(match), int(fs.size(match) or 0)))
+            info = infos[match]
+            files.setdefault(full, InputFile(full, name, detect_format(match), int(info.get("size") or 0), content_token(info)))
     listed = [files[key] for key in sorted(files)]
     names = [f.name for f in listed]
     if len(set(names)) < len(names):

@@ -11,12 +11,16 @@ Nothing here names a regime: the registry says which transform phase 1 gets and 
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import asdict, dataclass, field, replace
+
+import ray
 
 from curation.errors import UserError
 from curation.ingest import IngestConfig
 from curation.manifest import FORMAT_VERSION, config_hash, is_complete, load_manifest, write_manifest
-from curation.readers import list_input_files
+from curation.readers import InputFile, list_input_files
 from curation.tokenizer import load_tokenizer
 from dedup.near import NearDedupConfig
 from jobs.ray_cluster import init_ray, set_parallelism
@@ -54,6 +58,7 @@ class BuildConfig:
     num_perm: int = 128
     ngram_size: int = 5
     keep: str = "min-id"
+    holdout: float = 0.0
     source: str | None = None
     settings: dict = field(default_factory=dict)
 
@@ -78,22 +83,28 @@ class RunOptions:
     num_cpus: int | None = None
     address: str | None = None
     quiet: bool = False
+    json_progress: bool = False
+    shared_output: bool = False
+    keep_work: bool = False
 
 
 def run_build(config: BuildConfig, options: RunOptions) -> dict:
     """Build `config.regime` into `options.output`; returns the manifest and the stage timings."""
     regime = get_regime(config.regime)
     config = replace(config, regime=regime.name, settings=validate(regime, config))
-    input_bytes = _input_bytes(config)
-    prepare_output(options.output, options.resume, options.overwrite)
-    progress = Progress(options.quiet)
-    runner = StageRunner(options.output, progress)
-    init_ray(options.address, options.num_cpus)
-    set_parallelism(input_bytes)
+    out = options.output if "://" in options.output else os.path.abspath(options.output)
+    files = list_input_files(list(config.inputs)) if config.inputs else []
+    prepare_output(out, options.resume, options.overwrite)
+    progress = Progress(options.quiet, options.json_progress)
+    runner = StageRunner(out, progress)
+    init_ray(options.address, options.num_cpus, progress_bars=not options.quiet and sys.stderr.isatty())
+    check_shared_output(out, options.shared_output)
+    set_parallelism(_input_bytes(config, files))
     runner.check_config({"config": asdict(config)})
-    progress.line(f"curate build --regime {regime.name} -> {options.output}")
+    runner.check_inputs([f.fingerprint() for f in files])
+    progress.line(f"curate build --regime {regime.name} -> {out}")
     if regime.derived_from is None:
-        manifest = build_from_input(config, regime, options.output, runner)
+        manifest = build_from_input(config, regime, files, out, runner)
     else:
         source = config.source
         if source is None:
@@ -101,18 +112,32 @@ def run_build(config: BuildConfig, options: RunOptions) -> dict:
             if not is_complete(source):
                 base = get_regime(regime.derived_from)
                 base_config = replace(config, regime=base.name, settings=validate(base, replace(config, settings={})))
-                build_from_input(base_config, base, source, StageRunner(source, progress))
-        manifest = derive(config, regime, source, options.output, runner)
+                build_from_input(base_config, base, files, source, StageRunner(source, progress))
+        manifest = derive(config, regime, source, out, runner)
+    if not options.keep_work:
+        runner.remove()
     return {"manifest": manifest, "timings": runner.timings}
 
 
-def build_from_input(config: BuildConfig, regime: Regime, out: str, runner: StageRunner) -> dict:
+def check_shared_output(out: str, declared_shared: bool) -> None:
+    """A local OUT on a cluster of several nodes must be a mount every node sees, as the user declares."""
+    if "://" in out and not out.startswith("file://") or declared_shared:
+        return
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    if len(nodes) > 1:
+        raise UserError(
+            f"--output {out} is a local path, but Ray has {len(nodes)} nodes: write to storage every node sees "
+            "(s3://, gs://), or pass --shared-output if the path is a mount every node shares"
+        )
+
+
+def build_from_input(config: BuildConfig, regime: Regime, files: list[InputFile], out: str, runner: StageRunner) -> dict:
     """Run the stages of a regime built from its input into `out`; return its manifest (written last)."""
     transform = regime.transform
     ingest_config = IngestConfig(text_field=config.text_field, max_doc_bytes=config.max_doc_bytes)
     ingest = runner.run(
         "ingest",
-        lambda d: ingest_stage(config.inputs, ingest_config, transform, config.settings, config.shard_rows, out, d),
+        lambda d: ingest_stage(files, ingest_config, transform, config.settings, config.shard_rows, out, d),
     )
     check_bad_fraction(ingest, config.max_bad_fraction)
     docs_dir = f"{runner.path('ingest')}/docs"
@@ -127,7 +152,8 @@ def build_from_input(config: BuildConfig, regime: Regime, out: str, runner: Stag
     written = runner.run(
         "write",
         lambda d: write_stage(
-            docs_dir, transform, config.settings, config.seed, config.shard_rows, config.tokenizer, config.vocab_size, out
+            docs_dir, transform, config.settings, config.seed, config.shard_rows, config.tokenizer, config.vocab_size,
+            config.holdout, out,
         ),
     )
     counts = with_dropped(
@@ -137,17 +163,18 @@ def build_from_input(config: BuildConfig, regime: Regime, out: str, runner: Stag
             "exact_duplicates": exact["exact_duplicates"],
             "near_duplicates": near["near_duplicates"],
             "kept": written["documents"],
-        },
+        }
+        | ({"held_out": written["holdout"]["rows"]} if written["holdout"] else {}),
         written["dropped"],
     )
     if transform.deduplicates:
         near_dir = f"{runner.path('near')}/pairs" if config.near_dedup else None
-        runner.run("pairs", lambda d: {"pairs": write_pairs(out, f"{runner.path('exact')}/pairs", near_dir)})
+        runner.run("pairs", lambda d: {"pairs": write_pairs(out, f"{runner.path('exact')}/pairs", near_dir, config.shard_rows)})
     dedup = counts | {"quarantine_reasons": ingest["reasons"], "near": near.get("near", {})}
     phases, sections = written["phases"], written["sections"]
     runner.run("stats", lambda d: {"stats": bool(build_stats(out, dedup, None, phases, sections))})
     manifest = make_manifest(regime, config, phases, counts, written["tokenizer"], ingest["inputs"])
-    manifest |= {"dedup": dedup} | sections
+    manifest |= {"dedup": dedup} | sections | ({"holdout": written["holdout"]} if written["holdout"] else {})
     write_manifest(out, manifest)
     return manifest
 
@@ -169,7 +196,7 @@ def derive(config: BuildConfig, regime: Regime, source: str, out: str, runner: S
     runner.run("stats", lambda d: {"stats": bool(build_stats(out, dedup, source, phases, derived["sections"]))})
     counts = with_dropped(source_manifest["counts"], derived["dropped"])
     manifest = make_manifest(regime, config, phases, counts, source_manifest["tokenizer"], source_manifest["inputs"])
-    manifest |= {"dedup": dedup} | derived["sections"]
+    manifest |= {"dedup": dedup} | derived["sections"] | {k: source_manifest[k] for k in ("holdout",) if k in source_manifest}
     manifest["source"] = {"config_hash": source_manifest["config_hash"], "regime": source_manifest["regime"]}
     write_manifest(out, manifest)
     return manifest
@@ -212,12 +239,14 @@ def validate(regime: Regime, config: BuildConfig) -> dict:
         load_tokenizer(config.tokenizer)
     if config.shard_rows < 1:
         raise UserError(f"--shard-rows must be at least 1, got {config.shard_rows}")
+    if not 0 <= config.holdout < 1:
+        raise UserError(f"--holdout must be in [0, 1), got {config.holdout}")
     if config.keep not in ("min-id", "longest", "first"):
         raise UserError(f"--keep must be min-id, longest or first, got {config.keep!r}")
     return regime.transform.check(config.settings)
 
 
-def _input_bytes(config: BuildConfig) -> int:
+def _input_bytes(config: BuildConfig, files: list[InputFile]) -> int:
     if config.source is not None:
         return sum(i.get("bytes", 0) for i in load_manifest(config.source)["inputs"])
-    return sum(f.size for f in list_input_files(list(config.inputs))) if config.inputs else EMBEDDED_INPUT_BYTES
+    return sum(f.size for f in files) if files else EMBEDDED_INPUT_BYTES

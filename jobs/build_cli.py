@@ -34,6 +34,7 @@ def build(
     num_perm: int = typer.Option(128, help="MinHash permutations."),
     ngram_size: int = typer.Option(5, help="Word n-gram size of shingles."),
     keep: str = typer.Option("min-id", help="Which document of a duplicate cluster stays: min-id, longest or first."),
+    holdout: float = typer.Option(0.0, help="Seeded share of the deduplicated documents set aside in OUT/holdout/ for evaluation."),
     repeat_fraction: float = typer.Option(0.1, help="Regime C: share of phase 1 that is repeated."),
     repeat_times: int = typer.Option(10, help="Regime C: copies of each repeated document."),
     teacher_backend: str = typer.Option("vllm", help="Regime D: vllm (offline engines in the job) or openai (an endpoint)."),
@@ -55,6 +56,10 @@ def build(
     fields: Optional[str] = typer.Option(None, help="Regime VL: comma-separated text fields of flat records."),
     precedence: Optional[str] = typer.Option(None, help="Regime VL: comma-separated field order that keeps the canonical copy."),
     resume: bool = typer.Option(False, help="Finish an interrupted build in OUT without redoing finished stages."),
+    keep_work: bool = typer.Option(False, help="Keep the stage scratch OUT/_work after the build completes."),
+    shared_output: bool = typer.Option(
+        False, help="A local --output is a mount every node of the Ray cluster shares (else it must be s3:// or gs://)."
+    ),
     overwrite: bool = typer.Option(False, help="Replace a non-empty OUT."),
     num_cpus: Optional[int] = typer.Option(None, help="CPUs of the local Ray (default: all)."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)."),
@@ -81,6 +86,7 @@ def build(
         num_perm=num_perm,
         ngram_size=ngram_size,
         keep=keep,
+        holdout=holdout,
         source=source,
         settings=chosen.transform.settings_from_options(options),
     )
@@ -91,7 +97,10 @@ def build(
         overwrite=overwrite,
         num_cpus=num_cpus,
         address=address,
-        quiet=quiet or as_json,
+        quiet=quiet,
+        json_progress=as_json and not quiet,
+        shared_output=shared_output,
+        keep_work=keep_work,
     )
     started = time.perf_counter()
     result = run_build(config, run_options)

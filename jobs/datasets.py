@@ -1,7 +1,10 @@
-"""Ray Data helpers the stages share: semi- and anti-joins, group attachment, shard and Parquet reads.
+"""Ray Data helpers the stages share: semi- and anti-joins, group attachment, shard and Parquet I/O.
 
 Joins broadcast small key sets (up to BROADCAST_KEYS, one Arrow array shipped to every task) and
-fall back to Ray Data's distributed join beyond; both give the same rows.
+fall back to Ray Data's distributed join beyond; both give the same rows. Stage outputs are read
+and written through the filesystem of their URL (fsspec, so object stores take their endpoint
+and credentials from the environment as every other part of curate does), never a node's disk
+unless the URL is a local path.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
+from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from curation.shards import read_shard
 from jobs.ray_cluster import shuffle_partitions
@@ -70,6 +74,35 @@ def attach_groups(rows: "ray.data.Dataset", key: str, survivor: str, name: str) 
     )
 
 
+class _ObjectStoreHandler(FSSpecHandler):
+    """fsspec under Ray Data. An object store has no empty folders: Ray Data deletes the folder of a
+    write that had no rows, which was never created there, and that is no error."""
+
+    def delete_dir(self, path: str) -> None:
+        try:
+            super().delete_dir(path)
+        except FileNotFoundError:
+            pass
+
+
+def _arrow_filesystem(url: str) -> tuple[PyFileSystem | None, str]:
+    """(filesystem, path) for Ray Data: its own for local paths, fsspec's for any other URL."""
+    if "://" not in url or url.startswith("file://"):
+        return None, url.removeprefix("file://")
+    fs, path = fsspec.core.url_to_fs(url)
+    return PyFileSystem(_ObjectStoreHandler(fs)), path
+
+
+def read_parquet(url: str) -> "ray.data.Dataset":
+    filesystem, path = _arrow_filesystem(url)
+    return ray.data.read_parquet(path, filesystem=filesystem)
+
+
+def write_parquet(ds: "ray.data.Dataset", url: str) -> None:
+    filesystem, path = _arrow_filesystem(url)
+    ds.write_parquet(path, filesystem=filesystem)
+
+
 def read_shards(root: str, relpaths: list[str]) -> "ray.data.Dataset":
     """A dataset over existing shards, one read task per shard, in shard order."""
 
@@ -81,11 +114,7 @@ def read_shards(root: str, relpaths: list[str]) -> "ray.data.Dataset":
     return listing.map_batches(read, batch_size=1, batch_format="numpy")
 
 
-def read_parquet_table(path: str, columns: list[str]) -> pa.Table:
-    """A small stage output read on the driver; a stage that wrote no rows left no files."""
-    import pyarrow.parquet as pq
-
-    fs, base = fsspec.core.url_to_fs(path)
-    files = sorted(fs.glob(f"{base}/*.parquet")) if fs.exists(base) else []
-    tables = [pq.read_table(f, columns=columns, filesystem=fs) for f in files]
-    return pa.concat_tables(tables) if tables else pa.table({c: pa.array([], pa.string()) for c in columns})
+def has_files(url: str) -> bool:
+    """Whether a stage output folder holds anything (Ray Data writes no file for a stage without rows)."""
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs.exists(path) and bool(fs.ls(path))

@@ -13,12 +13,12 @@ PARTITION_BYTES = 128 * 1024 * 1024
 RAY_DATA_LOGGING = str(Path(__file__).with_name("ray_data_logging.yaml"))
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+def init_ray(address: str | None = None, num_cpus: int | None = None, progress_bars: bool = False) -> None:
     """Join the cluster named by `address` or RAY_ADDRESS (as under `ray job submit`), else start a local Ray.
 
     Ray Data keeps block order (the seeded order is a sort, but shard boundaries need it), prints
-    nothing of its own on the terminal (its log file keeps everything) and shuffles with the
-    task-based sort shuffle, which suits builds of any size.
+    nothing of its own on the terminal but its progress bars when asked (its log file keeps
+    everything) and shuffles with the task-based sort shuffle, which suits builds of any size.
     """
     if not ray.is_initialized():
         os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", RAY_DATA_LOGGING)
@@ -30,7 +30,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
-    context.enable_progress_bars = False
+    context.enable_progress_bars = progress_bars
     context.print_on_execution_start = False
     context.issue_detectors_config.detectors = []
     context.raise_original_map_exception = True  # a UserError raised in a task stays one line

@@ -1,5 +1,8 @@
 """The stage runner: one folder per stage under OUT/_work, a done marker, resume.
 
+Stage folders are URLs on OUT's filesystem (local, s3://, gs://), so every node of a cluster
+writes its part of a stage where the driver later looks for it.
+
 A stage writes its output into `OUT/_work/<stage>/` and then a `_DONE.json` marker holding
 what it measured. A rerun with `--resume` skips every stage whose marker exists, so a build
 killed at any moment finishes without redoing finished stages; a stage killed half-way is
@@ -10,8 +13,10 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import fsspec
 
@@ -21,19 +26,51 @@ from jobs.failure import note_stage
 
 WORK_DIR = "_work"
 DONE = "_DONE.json"
+INPUTS = "inputs.json"
 
 
 class Progress:
-    """Stage lines on stderr while a build runs: what, how many documents, how fast."""
+    """What a running build shows on stderr: a line per stage (what, how many documents, how fast)
+    and, while a stage runs, a tick every TICK_SECONDS; JSON lines instead with `as_json`, nothing
+    when quiet. On a terminal, Ray Data's own progress bars show each operator's rows as they go."""
 
-    def __init__(self, quiet: bool):
+    TICK_SECONDS = 10.0
+
+    def __init__(self, quiet: bool, as_json: bool = False):
         self.quiet = quiet
+        self.as_json = as_json
 
     def line(self, text: str) -> None:
-        if not self.quiet:
+        if not self.quiet and not self.as_json:
             print(text, file=sys.stderr, flush=True)
 
+    def event(self, record: dict) -> None:
+        if self.as_json:
+            print(json.dumps(record, sort_keys=True), file=sys.stderr, flush=True)
+
+    @contextmanager
+    def ticking(self, name: str) -> Iterator[None]:
+        """Report the running stage every TICK_SECONDS until it ends."""
+        done = threading.Event()
+        started = time.perf_counter()
+
+        def tick() -> None:
+            while not done.wait(self.TICK_SECONDS):
+                elapsed = time.perf_counter() - started
+                self.line(f"  {name:<12} running {elapsed:7.0f} s")
+                self.event({"stage": name, "state": "running", "seconds": round(elapsed, 1)})
+
+        thread = threading.Thread(target=tick, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+
     def stage(self, name: str, info: dict, seconds: float | None) -> None:
+        counts = {key: info[key] for key in ("documents", "removed", "bytes") if key in info}
+        self.event({"stage": name, "state": "skipped" if seconds is None else "done", "seconds": seconds} | counts)
         parts = [f"  {name:<12}"]
         if "documents" in info:
             parts.append(f"{info['documents']:>10,} docs")
@@ -56,9 +93,9 @@ class StageRunner:
     """Runs named stages in OUT/_work with done markers; `timings` keeps wall times (never written to OUT's data)."""
 
     def __init__(self, out: str, progress: Progress):
-        self.fs, base = fsspec.core.url_to_fs(out)
+        self.fs, _ = fsspec.core.url_to_fs(out)
         self.out = out
-        self.work = f"{base.rstrip('/')}/{WORK_DIR}"
+        self.work = f"{out.rstrip('/')}/{WORK_DIR}"  # a URL: stage bodies write through OUT's filesystem
         self.progress = progress
         self.timings: dict[str, float] = {}
 
@@ -83,7 +120,8 @@ class StageRunner:
         self.fs.makedirs(stage_dir, exist_ok=True)
         started = time.perf_counter()
         try:
-            info = body(stage_dir)
+            with self.progress.ticking(stage):
+                info = body(stage_dir)
         except Exception as error:
             note_stage(error, stage, self.out)
             raise
@@ -103,7 +141,22 @@ class StageRunner:
         else:
             write_json_atomic(self.work, "config.json", config)
 
+    def check_inputs(self, fingerprints: list[dict]) -> None:
+        """Pin the inputs' content tokens; a resume over an input that changed since is refused."""
+        if not self.fs.exists(f"{self.work}/{INPUTS}"):
+            write_json_atomic(self.work, INPUTS, fingerprints)
+            return
+        before = {item["url"]: item for item in read_json(self.work, INPUTS)}
+        now = {item["url"]: item for item in fingerprints}
+        for url in sorted(before.keys() | now.keys()):
+            if before.get(url) != now.get(url):
+                what = "is new" if url not in before else "is gone" if url not in now else "changed"
+                raise UserError(
+                    f"input {url} {what} since {self.out} was started; rebuild it with --overwrite"
+                )
+
     def remove(self) -> None:
+        """Drop the stage scratch of a finished build (its manifest is written: nothing is lost)."""
         self.fs.rm(self.work, recursive=True)
 
 

@@ -52,7 +52,7 @@ def _parse_overrides(values: dict[str, Any]) -> dict[str, Any]:
 
 def train_command(
     data: str,
-    output: Path,
+    output: str,
     preset: str,
     resume: bool,
     workers: int,
@@ -85,8 +85,8 @@ def _train_signature() -> inspect.Signature:
     fixed = [
         inspect.Parameter("data", keyword, annotation=str,
                           default=typer.Option(..., "--data", help="A complete build folder (local or fsspec URL).")),
-        inspect.Parameter("output", keyword, annotation=Path,
-                          default=typer.Option(..., "--output", help="The run folder to write.")),
+        inspect.Parameter("output", keyword, annotation=str,
+                          default=typer.Option(..., "--output", help="The run folder to write (local path, s3:// or gs://).")),
         inspect.Parameter("preset", keyword, annotation=str,
                           default=typer.Option("tiny", "--preset", help=f"One of {', '.join(PRESETS)}.")),
         inspect.Parameter("resume", keyword, annotation=bool,

@@ -1,9 +1,9 @@
 """Regime D: every phase-1 document rewritten by the teacher LLM with the appendix prompt, shard by shard.
 
 Ray reads the pending source shards and builds one request per document; the teacher
-backend answers them (a fixed pool of engines or an endpoint); the driver gathers the
-answers of each shard and, once a shard is complete, writes it with the rewrites,
-re-tokenized, and a small stats file beside it. A shard whose output and stats already
+backend answers them (a fixed pool of engines or an endpoint); the driver groups the answers
+by shard and, once a shard is complete, a Ray task writes it with the rewrites, re-tokenized,
+and a small stats file beside it. A shard whose output and stats already
 exist is never sent to the teacher again, so a crash loses at most the shards in flight.
 
 Output of shard `phase-1/shard-00000.arrow`:
@@ -22,6 +22,7 @@ from typing import Any, Iterator, Mapping
 import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
+import ray
 
 from curation.detect import detect_language
 from curation.errors import UserError, user_error
@@ -269,6 +270,15 @@ def write_finished_shard(out_root: str, relpath: str, table: pa.Table, stats: di
     write_shard(table, out_root, relpath)
 
 
+def finish_shard(
+    source_root: str, out_root: str, relpath: str, responses: pa.Table, tokenizer_path: str, config: TeacherConfig
+) -> None:
+    """A Ray task: one rewritten shard, re-tokenized and written with its stats."""
+    source = read_shard(source_root, relpath)
+    table, stats = rewritten_shard(source, responses, load_tokenizer(tokenizer_path), config)
+    write_finished_shard(out_root, relpath, table, stats)
+
+
 def rewrite_phase1(
     source_root: str, source_shards: list[str], out_root: str, tokenizer_path: str, config: TeacherConfig
 ) -> tuple[list[ShardInfo], dict]:
@@ -279,7 +289,6 @@ def rewrite_phase1(
     """
     pending = [relpath for relpath in source_shards if not is_finished(out_root, relpath)]
     if pending:
-        tokenizer = load_tokenizer(tokenizer_path)
         expected_rows = {relpath: source_rows(source_root, relpath) for relpath in pending}
         finished = [read_json(out_root, shard_stats_name(p)) for p in source_shards if p not in expected_rows]
         budget = FailureBudget(
@@ -294,9 +303,12 @@ def rewrite_phase1(
             else []
         )
         empty = ((relpath, EMPTY_RESPONSES) for relpath in pending if expected_rows[relpath] == 0)
-        for relpath, responses in itertools.chain(empty, answered):
-            table, stats = rewritten_shard(read_shard(source_root, relpath), responses, tokenizer, config)
-            write_finished_shard(out_root, relpath, table, stats)
+        finish = ray.remote(finish_shard)
+        written = [
+            finish.remote(source_root, out_root, relpath, responses, tokenizer_path, config)
+            for relpath, responses in itertools.chain(empty, answered)
+        ]
+        ray.get(written)
     infos = [shard_info(out_root, relpath) for relpath in source_shards]
     stats = teacher_summary([read_json(out_root, shard_stats_name(relpath)) for relpath in source_shards], config)
     return infos, stats

@@ -178,9 +178,11 @@ def test_exact_dedup_keeps_smallest_id_and_the_text_as_it_came(ray_local, tmp_pa
         {"id": "nfc-composed", "text": "Caf\u00e9 au lait, " * 5},
     ]
     out = tmp_path / "out"
-    manifest = build([write_jsonl(tmp_path / "in.jsonl", records)], out)
+    manifest = build([write_jsonl(tmp_path / "in.jsonl", records)], out, shard_rows=2)
     assert manifest["counts"]["exact_duplicates"] == 3
-    pairs = read_shard(str(out), "dedup/pairs.arrow").to_pylist()
+    shards = sorted(p.name for p in (out / "dedup" / "pairs").iterdir())
+    assert shards == ["shard-00000.arrow", "shard-00001.arrow"], "pairs are cut into shards of --shard-rows"
+    pairs = [row for name in shards for row in read_shard(str(out), f"dedup/pairs/{name}").to_pylist()]
     assert pairs == [
         {"removed_id": "doc-0000", "kept_id": "a-copy", "kind": "exact", "jaccard": 1.0},
         {"removed_id": "nfc-composed", "kept_id": "nfc", "kind": "exact", "jaccard": 1.0},
@@ -300,7 +302,7 @@ def test_one_and_two_cpus_and_kill_then_resume_give_identical_bytes(ray_local, t
     assert not (killed / "manifest.json").exists()
 
     finished = {stage: (killed / "_work" / stage / "_DONE.json").stat().st_mtime_ns for stage in ("ingest", "exact")}
-    resumed = run_cli(*common, "--output", str(killed), "--resume")
+    resumed = run_cli(*common, "--output", str(killed), "--resume", "--keep-work")
     assert resumed.returncode == 0, resumed.stderr
     assert tree_digest(killed) == expected
     assert finished == {stage: (killed / "_work" / stage / "_DONE.json").stat().st_mtime_ns for stage in finished}
@@ -336,6 +338,27 @@ def test_s3_input_from_a_real_s3_api_server_on_localhost(tmp_path):
         assert result.returncode == 0, result.stderr
         manifest = json.loads((out / "manifest.json").read_text())
         assert manifest["counts"]["kept"] == 8
-        assert manifest["inputs"] == [{"url": "s3://corpus/web/part-0.jsonl.gz", "bytes": len(body)}]
+        etag = s3.head_object(Bucket="corpus", Key="web/part-0.jsonl.gz")["ETag"].strip('"')
+        assert manifest["inputs"] == [{"url": "s3://corpus/web/part-0.jsonl.gz", "bytes": len(body), "token": f"etag:{etag}"}]
     finally:
         server.stop()
+
+
+def test_a_finished_build_removes_its_work_folder_unless_asked_to_keep_it(ray_local, tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", corpus(20))
+    build([source], tmp_path / "plain")
+    assert (tmp_path / "plain" / "manifest.json").exists() and not (tmp_path / "plain" / "_work").exists()
+    config = BuildConfig(inputs=(str(source),), near_dedup=False, vocab_size=300)
+    run_build(config, RunOptions(output=str(tmp_path / "kept"), quiet=True, keep_work=True))
+    assert (tmp_path / "kept" / "_work" / "ingest" / "_DONE.json").exists()
+    assert tree_digest(tmp_path / "kept") == tree_digest(tmp_path / "plain")
+
+
+def test_resume_refuses_an_input_that_changed_since_the_build_started(ray_local, tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", corpus(20))
+    config = BuildConfig(inputs=(str(source),), near_dedup=False, vocab_size=300)
+    run_build(config, RunOptions(output=str(tmp_path / "out"), quiet=True, keep_work=True))
+    (tmp_path / "out" / "manifest.json").unlink()
+    write_jsonl(source, corpus(21))
+    with pytest.raises(UserError, match=f"input {source} changed since"):
+        run_build(config, RunOptions(output=str(tmp_path / "out"), quiet=True, resume=True))

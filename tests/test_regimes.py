@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from curation.errors import UserError
+from curation.shards import read_shard
 from jobs.build import BuildConfig, RunOptions, run_build
 from regimes import REGISTRY, get_regime
 from test_build import CURATE, REPO, corpus, phase_table, run_cli, tree_digest, write_jsonl
@@ -143,3 +144,18 @@ def test_c_from_scratch_with_one_cpu_and_after_kill_matches_c_from_a(build_a, so
         assert shard_hashes(manifest, phase) == shard_hashes(expected, phase)
     data = {k: v for k, v in tree_digest(killed).items() if k.startswith("phase-")}
     assert data == {k: v for k, v in tree_digest(tmp_path / "C-from-A").items() if k.startswith("phase-")}
+
+
+def test_holdout_is_a_seeded_share_in_no_phase_and_derived_builds_share_it(ray_local, source, tmp_path):
+    manifest_a = build(tmp_path / "A", "A", inputs=(str(source),), holdout=0.2)
+    manifest_c = build(tmp_path / "C", "C", source=str(tmp_path / "A"))
+    held = [row for s in manifest_a["holdout"]["shards"] for row in read_shard(str(tmp_path / "A"), s["path"]).to_pylist()]
+    in_phases = {row["id"] for name in ("phase-1", "phase-2") for row in phase_table(tmp_path / "A", manifest_a, name).to_pylist()}
+    counts = manifest_a["counts"]
+    assert counts["held_out"] == len(held) and 0.1 * DOCUMENTS < len(held) < 0.3 * DOCUMENTS
+    assert counts["input"] == sum(v for k, v in counts.items() if k != "input")
+    assert not {row["id"] for row in held} & in_phases
+    assert all(row["input_ids"] for row in held), "the holdout is tokenized with the build's tokenizer"
+    assert manifest_c["holdout"] == manifest_a["holdout"] and manifest_c["counts"] == counts
+    for shard in manifest_a["holdout"]["shards"]:
+        assert (tmp_path / "C" / shard["path"]).read_bytes() == (tmp_path / "A" / shard["path"]).read_bytes()

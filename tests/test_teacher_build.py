@@ -62,7 +62,7 @@ def builds(ray_local, tmp_path_factory):
         max_failure_fraction=0.5,  # LONG is 5 of 20 documents
     )
     config = BuildConfig(regime="D", source=str(root / "A"), settings=teacher, **common)
-    run_build(config, RunOptions(output=str(root / "D"), quiet=True))
+    run_build(config, RunOptions(output=str(root / "D"), quiet=True, keep_work=True))
     return root / "A", root / "D", config
 
 
@@ -122,7 +122,7 @@ def test_resume_does_not_ask_the_teacher_again_for_finished_shards(builds):
     before = manifest(d)
     os.remove(d / "manifest.json")
     os.remove(d / "_work" / "derive" / "_DONE.json")
-    run_build(config, RunOptions(output=str(d), resume=True, quiet=True))
+    run_build(config, RunOptions(output=str(d), resume=True, quiet=True, keep_work=True))
     assert manifest(d) == before
     assert {path: path.stat().st_mtime_ns for path in shards} == written
     assert all((d / shard_stats_name(s["path"])).exists() for s in before["phases"][0]["shards"])

@@ -75,7 +75,7 @@ def run_vl_build(inputs: list[str], out: str, precedence: list[str] | None = Non
 
     settings = {"precedence": precedence} if precedence else {}
     config = BuildConfig(regime="VL", inputs=tuple(inputs), shard_rows=3, settings=settings)
-    return run_build(config, RunOptions(output=out, resume=resume, quiet=True))["manifest"]
+    return run_build(config, RunOptions(output=out, resume=resume, quiet=True, keep_work=True))["manifest"]
 
 
 def _build(inputs: Path, out: Path, **options) -> dict:

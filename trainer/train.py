@@ -38,6 +38,7 @@ from trainer.config import TrainConfig
 from trainer.data import PackedPhases, data_fingerprint, load_packed_phases
 from trainer.model import GPT, megatron_flops_per_sample
 from trainer.schedule import learning_rate
+from trainer.storage import RunStorage
 
 LOG_FILE = "log.jsonl"
 CONFIG_FILE = "config.json"
@@ -198,7 +199,9 @@ def train(
 ) -> TrainResult:
     """Train on a build's phases; checkpoints at milestones, every save interval and the end."""
     workers = join_workers(device)
-    output = Path(output)
+    storage = RunStorage(output)
+    storage.pull()
+    output = storage.local
     if config.global_batch_size % (config.micro_batch_size * workers.world_size):
         raise UserError("--global-batch-size must be a multiple of --micro-batch-size x workers")
     samples_trained = config.train_iters * config.global_batch_size
@@ -262,28 +265,32 @@ def train(
                 state = {"iteration": iteration, "consumed_samples": consumed, "lr": lr,
                          "data_fingerprint": fingerprint, "config": dataclasses.asdict(config),
                          "epochs": packed.epochs()}
-                save_checkpoint(output, model, optimizer, state)
+                storage.push(save_checkpoint(output, model, optimizer, state))
         if stop:
             break
     if dist.is_initialized():
         dist.barrier()
     if workers.started_group:
         dist.destroy_process_group()
-    return run_result(output)
+    if workers.is_main:
+        storage.push()
+    else:
+        storage.pull()  # the main worker pushed the last checkpoint before the barrier
+    return run_result(storage)
 
 
-def run_result(output: Path) -> TrainResult:
+def run_result(storage: RunStorage) -> TrainResult:
     """What a run reached, read back from its newest checkpoint and its log."""
-    checkpoint = latest_checkpoint(output)
+    checkpoint = latest_checkpoint(storage.local)
     if checkpoint is None:
-        raise UserError(f"{output} has no checkpoint")
+        raise UserError(f"{storage.location(storage.local)} has no checkpoint")
     state = read_state(checkpoint)
-    losses = {entry["iteration"]: entry["loss"] for entry in map(json.loads, _log_lines(output / LOG_FILE))}
+    losses = {entry["iteration"]: entry["loss"] for entry in map(json.loads, _log_lines(storage.local / LOG_FILE))}
     return TrainResult(
         iteration=state["iteration"],
         consumed_samples=state["consumed_samples"],
         last_loss=losses.get(state["iteration"], float("nan")),
-        checkpoint=str(checkpoint),
+        checkpoint=storage.location(checkpoint),
         epochs=state["epochs"],
     )
 

@@ -1,13 +1,14 @@
 """Derive: a regime built from a complete A build (B, C, D).
 
 The copy stage copies what the derived build shares with its source byte for byte (tokenizer,
-dedup pairs, quarantine, phase 2), one Ray task per file; the derive stage hands A's phase 1 to
+dedup pairs, quarantine, phase 2, holdout), one Ray task per file; the derive stage hands A's phase 1 to
 the regime's transform, which writes the new phase 1.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 from functools import partial
 
 import fsspec
@@ -18,30 +19,34 @@ from jobs.datasets import read_shards
 from jobs.stages.write import write_dataset
 from regimes.base import Phase1Context, Phase1Transform
 
-SHARED_FILES = ("tokenizer.json", "dedup/pairs.arrow")
+SHARED_FILES = ("tokenizer.json",)
 
 
 @ray.remote
 def _copy_file(source: str, out: str, relpath: str) -> None:
-    """Byte copy of `source/relpath` to `out/relpath`, through a temporary name."""
-    with fsspec.open(f"{source}/{relpath}", "rb") as handle:
-        data = handle.read()
-    fs, base = fsspec.core.url_to_fs(out)
-    fs.makedirs(os.path.dirname(f"{base}/{relpath}"), exist_ok=True)
-    with fs.open(f"{base}/{relpath}.tmp", "wb") as handle:
-        handle.write(data)
-    fs.mv(f"{base}/{relpath}.tmp", f"{base}/{relpath}")
+    """Byte copy of `source/relpath` to `out/relpath` through a temporary name; on one filesystem
+    (a bucket to itself, a disk to itself) the copy is the filesystem's own, server-side for object stores."""
+    source_fs, source_path = fsspec.core.url_to_fs(f"{source}/{relpath}")
+    fs, final = fsspec.core.url_to_fs(f"{out}/{relpath}")
+    temporary = f"{final}.tmp-{uuid.uuid4().hex}"
+    fs.makedirs(os.path.dirname(final), exist_ok=True)
+    if type(source_fs) is type(fs):
+        fs.copy(source_path, temporary)
+    else:
+        fs.pipe_file(temporary, source_fs.cat_file(source_path))
+    fs.mv(temporary, final)
 
 
-def _quarantine_shards(root: str) -> list[str]:
+def _shards(root: str, folder: str) -> list[str]:
     fs, base = fsspec.core.url_to_fs(root)
-    return sorted(f"quarantine/{os.path.basename(p)}" for p in fs.glob(f"{base}/quarantine/shard-*.arrow"))
+    return sorted(f"{folder}/{os.path.basename(p)}" for p in fs.glob(f"{base}/{folder}/shard-*.arrow"))
 
 
 def copy_stage(source: str, source_manifest: dict, out: str) -> dict:
     """Copy the files a derived build shares with its source."""
     phase_two = [shard["path"] for shard in manifest_phase(source_manifest, "phase-2")["shards"]]
-    relpaths = [*SHARED_FILES, *_quarantine_shards(source), *phase_two]
+    holdout = [shard["path"] for shard in source_manifest.get("holdout", {}).get("shards", [])]
+    relpaths = [*SHARED_FILES, *_shards(source, "quarantine"), *_shards(source, "dedup/pairs"), *phase_two, *holdout]
     ray.get([_copy_file.remote(source, out, relpath) for relpath in relpaths])
     return {"files": len(relpaths)}
 

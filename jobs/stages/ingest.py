@@ -7,7 +7,6 @@ for VL); the id rule, reused-id check and quarantine are the same for every regi
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from functools import partial
 from typing import Iterator
@@ -20,10 +19,9 @@ import ray
 from curation.embedded import EMBEDDED_URL, write_embedded_corpus
 from curation.errors import UserError
 from curation.ingest import QUARANTINE_SCHEMA, IngestConfig, conform_metadata, ingest_file, metadata_types, reason_summary
-from curation.readers import InputFile, list_input_files, process_local
-from curation.shards import read_shard
+from curation.readers import InputFile, process_local
 from dedup.exact import reused_ids
-from jobs.datasets import attach_groups, exclude, only
+from jobs.datasets import attach_groups, exclude, has_files, only, read_parquet, write_parquet
 from jobs.stages.write import write_sorted
 from regimes.base import Phase1Transform
 
@@ -58,19 +56,19 @@ def _as_reused_id(table: pa.Table) -> pa.Table:
     return pa.table({"origin": table["origin"], "reason": reason, "raw": table["raw"], "input_pos": table["input_pos"]})
 
 
-def _input_files(inputs: tuple[str, ...], stage_dir: str) -> tuple[list[InputFile], list[dict]]:
-    """The input files and their fingerprints for the manifest; no inputs means the embedded corpus."""
-    if inputs:
-        files = list_input_files(list(inputs))
-        return files, [{"url": f.url, "bytes": f.size} for f in files]
+def _input_files(files: list[InputFile], stage_dir: str) -> tuple[list[InputFile], list[dict]]:
+    """The input files and their fingerprints for the manifest; no files means the embedded corpus."""
+    if files:
+        return files, [f.fingerprint() for f in files]
     corpus = f"{stage_dir}/embedded.jsonl"
     description = write_embedded_corpus(corpus)
-    files = [InputFile(corpus, "python-stdlib.jsonl", "jsonl", os.path.getsize(corpus))]
+    fs, path = fsspec.core.url_to_fs(corpus)
+    files = [InputFile(corpus, "python-stdlib.jsonl", "jsonl", fs.size(path))]
     return files, [{"url": EMBEDDED_URL, "description": description, "bytes": files[0].size}]
 
 
 def ingest_stage(
-    inputs: tuple[str, ...],
+    files: list[InputFile],
     ingest: IngestConfig,
     transform: Phase1Transform,
     settings: dict,
@@ -79,7 +77,7 @@ def ingest_stage(
     stage_dir: str,
 ) -> dict:
     """Read and validate every input record; quarantine the bad ones and reused ids."""
-    files, described = _input_files(inputs, stage_dir)
+    files, described = _input_files(files, stage_dir)
     validator = partial(transform.validate, ingest=ingest, settings=settings)
 
     def read_files(batch: dict) -> Iterator[pa.Table]:
@@ -98,26 +96,24 @@ def ingest_stage(
         for i, f in enumerate(files)
     ]
     listed = ray.data.from_items(listing, override_num_blocks=min(len(listing), 1000))
-    listed.map_batches(read_files, batch_size=1, batch_format="numpy").write_parquet(f"{stage_dir}/records")
-    fs, records_path = fsspec.core.url_to_fs(f"{stage_dir}/records")
-    if not fs.exists(records_path) or not fs.ls(records_path):
+    write_parquet(listed.map_batches(read_files, batch_size=1, batch_format="numpy"), f"{stage_dir}/records")
+    if not has_files(f"{stage_dir}/records"):
         raise UserError("the input holds no records")
-    records = ray.data.read_parquet(f"{stage_dir}/records")
+    records = read_parquet(f"{stage_dir}/records")
 
     valid = records.map_batches(_valid_rows, batch_format="pyarrow")
     types = metadata_types(_block_schemas(valid), FIXED_COLUMNS | set(transform.document_types))
     valid = valid.map_batches(conform_metadata, fn_kwargs={"types": types}, batch_format="pyarrow")
     shared_ids = attach_groups(valid.select_columns(["id", "input_pos"]), "id", "input_pos", "first_pos")
     reused = shared_ids.map_batches(reused_ids, batch_format="pyarrow").materialize()
-    exclude(valid, reused, "input_pos").drop_columns(["raw"]).write_parquet(f"{stage_dir}/docs")
+    write_parquet(exclude(valid, reused, "input_pos").drop_columns(["raw"]), f"{stage_dir}/docs")
 
     quarantine = records.map_batches(_invalid_rows, batch_format="pyarrow").union(
         only(valid, reused, "input_pos").map_batches(_as_reused_id, batch_format="pyarrow")
     )
     shards = write_sorted(quarantine, "input_pos", out, "quarantine", QUARANTINE_SCHEMA, shard_rows)
-    reasons = Counter()
-    for shard in shards:
-        reasons.update(read_shard(out, shard.path)["reason"].to_pylist())
+    counted = quarantine.select_columns(["reason"]).groupby("reason").count().take_all()
+    reasons = {row["reason"]: row["count()"] for row in counted}
     total = records.count()
     return {
         "documents": total,

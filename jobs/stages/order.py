@@ -1,8 +1,12 @@
-"""The write stage: P in its seeded order, the tokenizer, the phases, phase 1 through the regime's transform.
+"""The write stage: P in its seeded order, the holdout, the tokenizer, the phases, phase 1 through the
+regime's transform.
 
-The order is a sort by a keyed hash of each id with the seed (never Ray's block order); phase 1
-is the first ceil(|P|/2) rows, phase 2 the rest (regimes with one phase keep all of P in phase 1).
-Phase 2 is written as it is; phase 1 goes to the regime's transform, which writes it.
+The order is a sort by a keyed hash of each id with the seed (never Ray's block order). With
+`--holdout`, the documents whose keyed holdout hash falls in the given share of its range are set
+aside in `OUT/holdout/` (in seeded order), in no phase; the tokenizer is trained on the rest.
+Phase 1 is the first ceil(|P|/2) remaining rows, phase 2 the rest (regimes with one phase keep all
+of P in phase 1). Phase 2 and the holdout are written as they are; phase 1 goes to the regime's
+transform, which writes it.
 """
 
 from __future__ import annotations
@@ -11,14 +15,18 @@ import math
 from functools import partial
 from typing import Iterator
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 
-from curation.order import order_keys
+from curation.order import keyed_hash, order_keys
 from curation.tokenizer import eod_token_id, load_tokenizer, save_tokenizer, train_bpe
+from jobs.datasets import read_parquet
 from jobs.stages.write import ordered_blocks, write_dataset
 from regimes.base import Phase1Context, Phase1Transform
 
 TOKENIZER_TRAIN_BYTES = 256 * 1024 * 1024
+HASH_RANGE = 1 << 63  # keyed hashes are 63-bit non-negative integers
 
 
 def seeded_order(docs: "ray.data.Dataset", seed: int) -> "ray.data.MaterializedDataset":
@@ -26,6 +34,17 @@ def seeded_order(docs: "ray.data.Dataset", seed: int) -> "ray.data.MaterializedD
     salt = f"{seed}:order"
     keyed = docs.map_batches(lambda t: t.append_column("order_key", order_keys(t["id"], salt)), batch_format="pyarrow")
     return keyed.sort(["order_key", "id"]).materialize()
+
+
+def _with_holdout_mark(table: pa.Table, fraction: float, seed: int) -> pa.Table:
+    """`held_out`: a keyed hash of the id with the seed below `fraction` of its range (a seeded share)."""
+    keys = keyed_hash(table["id"].to_pylist(), f"{seed}:holdout")
+    return table.append_column("held_out", pc.less(keys, int(fraction * HASH_RANGE)))
+
+
+def _marked(table: pa.Table, held: bool) -> pa.Table:
+    mark = table["held_out"]
+    return table.filter(mark if held else pc.invert(mark)).drop_columns(["held_out"])
 
 
 def _train_tokenizer(ordered: "ray.data.Dataset", vocab_size: int):
@@ -59,14 +78,21 @@ def write_stage(
     shard_rows: int,
     tokenizer_path: str | None,
     vocab_size: int,
+    holdout: float,
     out: str,
 ) -> dict:
-    """Order the kept documents, split the phases, tokenize and write phase 2, hand phase 1 to the transform."""
-    ordered = seeded_order(ray.data.read_parquet(docs_dir), seed)
+    """Order the kept documents, set the holdout aside, split the phases, tokenize and write phase 2
+    and the holdout, hand phase 1 to the transform."""
+    ordered = seeded_order(read_parquet(docs_dir), seed)
+    _, schema = ordered_blocks(ordered)
+    held = None
+    if holdout:
+        marked = ordered.map_batches(_with_holdout_mark, fn_kwargs={"fraction": holdout, "seed": seed}, batch_format="pyarrow")
+        held = marked.map_batches(_marked, fn_kwargs={"held": True}, batch_format="pyarrow").materialize()
+        ordered = marked.map_batches(_marked, fn_kwargs={"held": False}, batch_format="pyarrow").materialize()
     tokenizer = _tokenizer(ordered, transform, tokenizer_path, vocab_size, out)
     tokenizer_json = tokenizer.to_str() if tokenizer is not None else None
     rows = ordered.count()
-    _, schema = ordered_blocks(ordered)
     parts = ordered.split_at_indices([math.ceil(rows / 2)]) if transform.phases == 2 else [ordered]
     context = Phase1Context(
         settings=settings,
@@ -84,6 +110,7 @@ def write_stage(
     return {
         "documents": rows,
         "phases": phases,
+        "holdout": None if held is None else write_dataset(held, out, "holdout", shard_rows, tokenizer_json, like=schema),
         "sections": output.sections,
         "dropped": output.dropped,
         "tokenizer": None if tokenizer is None else {

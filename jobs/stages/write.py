@@ -134,7 +134,9 @@ def write_dataset(
     return phase_entry(folder, write_range(spans, schema, 0, rows, root, folder, shard_rows, tokenizer_json))
 
 
-def write_sorted(ds: "ray.data.Dataset", key: str, root: str, folder: str, schema: pa.Schema, shard_rows: int) -> list[ShardInfo]:
+def write_sorted(
+    ds: "ray.data.Dataset", key: str | list[str], root: str, folder: str, schema: pa.Schema, shard_rows: int
+) -> list[ShardInfo]:
     """Sort `ds` by `key` and write it with exactly `schema`; an empty dataset still gets one (empty) shard."""
     ordered = ds.sort(key).materialize()
     if not ordered.count():

@@ -1,0 +1,202 @@
+"""The main use of curate for real: `ray job submit` to a multi-node Ray cluster reading and writing S3.
+
+A Ray cluster on this machine (`ray.cluster_utils.Cluster`: a head without CPUs, so every data
+task runs on the two worker nodes) and a real S3 API server on 127.0.0.1 (moto in server mode).
+Jobs go through the head's job server with the README's command line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from test_build import REPO, corpus
+from test_trainer_support import TEST_MODEL, cli_options
+from tests.test_teacher_openai import Teacher, make_handler
+
+BIN = Path(sys.executable).parent
+BUILD_OPTIONS = ["--vocab-size", "300", "--shard-rows", "40", "--json"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """moto's S3 server; the AWS variables go into this process's environment so Ray's nodes inherit them."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+    }
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    client = boto3.client("s3")
+    client.create_bucket(Bucket="curate")
+    body = "".join(json.dumps(r) + "\n" for r in corpus(120, "web"))
+    client.put_object(Bucket="curate", Key="corpus/part-0.jsonl.gz", Body=gzip.compress(body.encode()))
+    client.put_object(Bucket="curate", Key="corpus/part-1.jsonl", Body="".join(json.dumps(r) + "\n" for r in corpus(80, "code")))
+    yield client
+    server.stop()
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture(scope="module")
+def cluster(s3):
+    """A head with no CPUs and two one-CPU worker nodes; yields the job server's address."""
+    from ray.cluster_utils import Cluster
+
+    dashboard_port = free_port()
+    nodes = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1",
+                        "dashboard_port": dashboard_port},
+    )
+    for _ in range(2):
+        nodes.add_node(num_cpus=1)
+    nodes.wait_for_nodes()
+    address = f"http://127.0.0.1:{dashboard_port}"
+    deadline = time.monotonic() + 120
+    while subprocess.run([str(BIN / "ray"), "job", "list", "--address", address], capture_output=True).returncode:
+        assert time.monotonic() < deadline, "the job server did not come up"
+        time.sleep(1)
+    yield address
+    nodes.shutdown()
+
+
+def submit(address: str, command: str, *, wait: bool = True, submission_id: str | None = None) -> subprocess.CompletedProcess:
+    """`ray job submit --address ... -- COMMAND`, as the README shows it."""
+    args = [str(BIN / "ray"), "job", "submit", "--address", address]
+    args += ["--submission-id", submission_id] if submission_id else []
+    args += [] if wait else ["--no-wait"]
+    deadline = time.monotonic() + 120
+    while True:
+        result = subprocess.run([*args, "--", *command.split()], capture_output=True, text=True, timeout=900, cwd=REPO)
+        if "No available agent to submit job" not in result.stdout + result.stderr or time.monotonic() > deadline:
+            return result
+        time.sleep(2)  # the job agents start a little after the job server
+
+
+def objects(s3, prefix: str) -> dict[str, bytes]:
+    """Every object under `prefix`, by key relative to it, except the stage scratch."""
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="curate", Prefix=prefix)
+    keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+    return {key[len(prefix):]: s3.get_object(Bucket="curate", Key=key)["Body"].read() for key in keys
+            if "/_work/" not in key and not key[len(prefix):].startswith("_work/")}
+
+
+def build_files_on_disk() -> set[str]:
+    """Shards, Parquet stage outputs and stage markers under the repo and the temp folder, outside Ray's own."""
+    found = set()
+    for root in (REPO, Path("/tmp")):
+        for folder, subfolders, names in os.walk(root):
+            subfolders[:] = [name for name in subfolders if name not in ("ray", ".venv", ".git")]
+            found.update(os.path.join(folder, name) for name in names
+                         if name.endswith((".arrow", ".parquet")) or name == "_DONE.json")
+    return found
+
+
+def summary(result: subprocess.CompletedProcess) -> dict:
+    """The `--json` summary a job printed (its log, as `ray job submit` shows it)."""
+    lines = result.stdout.splitlines()
+    start = lines.index("{")
+    return json.loads("\n".join(lines[start : lines.index("}", start) + 1]))
+
+
+def test_builds_derive_resume_and_train_on_a_three_node_cluster_with_s3(s3, cluster, tmp_path):
+    before = build_files_on_disk()
+    a = submit(cluster, f"curate build --regime A --input s3://curate/corpus/ --output s3://curate/builds/A {' '.join(BUILD_OPTIONS)}")
+    assert a.returncode == 0, a.stdout[-3000:] + a.stderr[-3000:]
+    built = objects(s3, "builds/A/")
+    manifest = json.loads(built["manifest.json"])
+    for phase in manifest["phases"]:
+        for shard in phase["shards"]:
+            assert hashlib.sha256(built[shard["path"]]).hexdigest() == shard["sha256"]
+    counts = manifest["counts"]
+    assert counts["kept"] > 0 and counts["input"] == sum(v for k, v in counts.items() if k != "input")
+    assert all(item["token"].startswith("etag:") for item in manifest["inputs"])
+
+    c = submit(cluster, f"curate build --regime C --from s3://curate/builds/A --output s3://curate/builds/C {' '.join(BUILD_OPTIONS)}")
+    assert c.returncode == 0, c.stdout[-3000:] + c.stderr[-3000:]
+    derived = objects(s3, "builds/C/")
+    assert json.loads(derived["manifest.json"])["source"]["config_hash"] == manifest["config_hash"]
+    assert derived["tokenizer.json"] == built["tokenizer.json"]
+
+    teacher = Teacher()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(teacher))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        d = submit(cluster, f"curate build --regime D --from s3://curate/builds/A --output s3://curate/builds/D "
+                            f"--teacher-backend openai --teacher-endpoint {endpoint} --teacher-model teacher {' '.join(BUILD_OPTIONS)}")
+    finally:
+        server.shutdown()
+    assert d.returncode == 0, d.stdout[-3000:] + d.stderr[-3000:]
+    rewritten = objects(s3, "builds/D/")
+    d_manifest = json.loads(rewritten["manifest.json"])
+    assert d_manifest["phases"][0]["teacher"]["status_counts"]["rewritten"] == d_manifest["phases"][0]["rows"]
+    assert "teacher/phase-1/shard-00000.json" in rewritten
+    assert len(teacher.requests) == d_manifest["phases"][0]["rows"]
+
+    command = f"curate build --regime A --input s3://curate/corpus/ --output s3://curate/builds/A2 {' '.join(BUILD_OPTIONS)}"
+    submit(cluster, command, wait=False, submission_id="a2-first")
+    deadline = time.monotonic() + 600
+    while "Contents" not in s3.list_objects_v2(Bucket="curate", Prefix="builds/A2/_work/ingest/_DONE.json"):
+        assert time.monotonic() < deadline, "ingest did not finish"
+        time.sleep(0.5)
+    subprocess.run([str(BIN / "ray"), "job", "stop", "--address", cluster, "a2-first"], check=True, capture_output=True)
+    ingest_done = s3.head_object(Bucket="curate", Key="builds/A2/_work/ingest/_DONE.json")["LastModified"]
+    resumed = submit(cluster, f"{command} --resume --keep-work")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert s3.head_object(Bucket="curate", Key="builds/A2/_work/ingest/_DONE.json")["LastModified"] == ingest_done
+    assert "ingest" not in summary(resumed)["stage_seconds"], "ingest is not redone"
+    assert objects(s3, "builds/A2/") == built
+
+    train = submit(cluster, "curate train --data s3://curate/builds/A --output s3://curate/runs/A --workers 2 "
+                            f"--preset tiny --train-samples 24 --lr-warmup-samples 8 {' '.join(cli_options(TEST_MODEL))}")
+    assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
+    run = objects(s3, "runs/A/")
+    latest = run["checkpoints/latest"].decode().strip()
+    assert f"checkpoints/{latest}/model.safetensors" in run
+    assert [json.loads(line)["iteration"] for line in run["log.jsonl"].decode().splitlines()] == [1, 2, 3]
+
+    assert build_files_on_disk() <= before, "no build file lands on a node's local disk"
+
+    local = subprocess.run([str(BIN / "curate"), "build", "--regime", "A", "--input", "s3://curate/corpus/",
+                            "--output", str(tmp_path / "A"), *BUILD_OPTIONS, "--num-cpus", "1"],
+                           capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert local.returncode == 0, local.stderr[-3000:]
+    on_disk = {str(p.relative_to(tmp_path / "A")): p.read_bytes() for p in (tmp_path / "A").rglob("*") if p.is_file()}
+    assert on_disk == built, "one local node and three cluster nodes give the same bytes"
+
+
+def test_a_local_output_on_several_nodes_is_refused(s3, cluster, tmp_path):
+    result = submit(cluster, f"curate build --regime A --input s3://curate/corpus/ --output {tmp_path / 'A'} --quiet")
+    assert result.returncode != 0
+    assert "is a local path, but Ray has 3 nodes" in result.stdout + result.stderr
