@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "jobs.stats_cli",
     "jobs.train_cli",
     "jobs.diagnose_cli",
+    "jobs.experiment_cli",
 )
 
 app = typer.Typer(

