@@ -10,7 +10,11 @@ Baseline in the same run: a single-process rensa pipeline as people write it (pe
 shingling with the same rules, `RMinHash`, `RMinHashLSH` insert and query, union-find in Python,
 no verification), in CPU seconds of its one core.
 
-    .venv/bin/python benchmarks/bench_dedup.py [--corpus PATH] [--cpus 2] [--limit N]
+`--site-packages` runs the same on the harder corpus of `accuracy_near_dedup.py` (real files with
+many sibling versions: torch's generated operator headers, vendored and forked Python packages),
+written to a temporary JSONL file first.
+
+    .venv/bin/python benchmarks/bench_dedup.py [--corpus PATH | --site-packages [DIR]] [--cpus 2] [--limit N]
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from accuracy_near_dedup import SITE_PACKAGES, sibling_docs
 from dedup.near import NearDedupConfig, near_duplicates
 from dedup.normalize import shingle_strings
 
@@ -142,9 +147,19 @@ def rensa_baseline(texts: list[str], threshold: float, num_perm: int, bands: int
     return time.process_time() - cpu, removed
 
 
+def write_sibling_corpus(root: Path, out: Path) -> Path:
+    """The site-packages corpus as JSONL.gz with ids numbered like the mixed corpus's (site-packages-000123)."""
+    path = out / "site-packages.jsonl.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as lines:
+        for i, doc in enumerate(sibling_docs(root)):
+            lines.write(json.dumps({"id": f"site-packages-{i:06d}", "text": doc["text"], "meta": {"path": doc["id"]}}) + "\n")
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--site-packages", type=Path, nargs="?", const=SITE_PACKAGES, default=None)
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--limit", type=int, default=None, help="first N documents only")
     args = parser.parse_args()
@@ -154,14 +169,14 @@ def main() -> None:
     from jobs.ray_cluster import init_ray
 
     init_ray(num_cpus=args.cpus)  # Ray and Ray Data set up as `curate build` sets them
-    with gzip.open(args.corpus, "rt", encoding="utf-8") as lines:
-        texts = [json.loads(line)["text"] for line in lines][: args.limit]
-    megabytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6
     config = NearDedupConfig()
-
     with tempfile.TemporaryDirectory() as tmp:
-        ray_pipeline(args.corpus, Path(tmp) / "warmup", config, limit=200)
-        result, stats = ray_pipeline(args.corpus, Path(tmp) / "run", config, args.limit)
+        corpus = write_sibling_corpus(args.site_packages, Path(tmp)) if args.site_packages else args.corpus
+        with gzip.open(corpus, "rt", encoding="utf-8") as lines:
+            texts = [json.loads(line)["text"] for line in lines][: args.limit]
+        megabytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6
+        ray_pipeline(corpus, Path(tmp) / "warmup", config, limit=200)
+        result, stats = ray_pipeline(corpus, Path(tmp) / "run", config, args.limit)
     print("stages (wall s / CPU s): " + ", ".join(f"{k} {w:.1f} / {c:.1f}" for k, (w, c) in result.items()), flush=True)
     # rensa needs bands dividing num_perm: 16 x 8, the nearest to our 14 x 9.
     baseline_cpu, baseline_removed = rensa_baseline(texts, config.threshold, config.num_perm, 16)
@@ -170,7 +185,8 @@ def main() -> None:
     near_wall, near_cpu = result["near_duplicates"]
     theirs = megabytes / baseline_cpu
     removed = stats["near_duplicates"]
-    print(f"corpus: {args.corpus.name}, {len(texts)} documents, {megabytes:.1f} MB; load average {os.getloadavg()[0]:.1f}\n")
+    name = f"site-packages siblings ({args.site_packages})" if args.site_packages else args.corpus.name
+    print(f"corpus: {name}, {len(texts)} documents, {megabytes:.1f} MB; load average {os.getloadavg()[0]:.1f}\n")
     print("| pipeline | measured | seconds | MB/s per core | removed |")
     print("|---|---|---:|---:|---:|")
     print(f"| curate on Ray, read -> write | wall x {args.cpus} CPUs | {wall:.1f} | {megabytes / wall / args.cpus:.2f} | {removed} |")
