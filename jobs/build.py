@@ -23,7 +23,7 @@ from curation.manifest import FORMAT_VERSION, config_hash, is_complete, load_man
 from curation.readers import InputFile, list_input_files
 from curation.tokenizer import load_tokenizer
 from dedup.near import NearDedupConfig
-from jobs.ray_cluster import init_ray, set_parallelism
+from jobs.ray_cluster import init_ray, set_parallelism, shuffle_partitions
 from jobs.runner import Progress, StageRunner, prepare_output
 from jobs.stages.dedup import exact_stage, near_stage, write_pairs
 from jobs.stages.derive import copy_stage, derive_stage
@@ -147,7 +147,8 @@ def build_from_input(config: BuildConfig, regime: Regime, files: list[InputFile]
         exact = runner.run("exact", lambda d: exact_stage(d, docs_dir))
         docs_dir = f"{runner.path('exact')}/docs"
         if config.near_dedup:
-            near = runner.run("near", lambda d: near_stage(config.near(), d, docs_dir))
+            near_config = replace(config.near(), num_partitions=shuffle_partitions())
+            near = runner.run("near", lambda d: near_stage(near_config, d, docs_dir))
             docs_dir = f"{runner.path('near')}/docs"
     written = runner.run(
         "write",

@@ -38,7 +38,7 @@ def exact_stage(stage_dir: str, docs_dir: str) -> dict:
 
 
 def near_stage(config: NearDedupConfig, stage_dir: str, docs_dir: str) -> dict:
-    """Remove verified near duplicates (MinHash, LSH, connected components, exact Jaccard)."""
+    """Remove verified near duplicates (MinHash, LSH buckets, exact Jaccard, keep-policy greedy)."""
     docs = read_parquet(docs_dir)
     pairs, stats = near_duplicates(docs.select_columns(["id", "text", "input_pos"]), config)
     pairs = pairs.materialize()
