@@ -73,13 +73,14 @@ def cluster(s3):
     from ray.cluster_utils import Cluster
 
     dashboard_port = free_port()
+    # Each node's agent gets a port of its own: the default one may be taken by another Ray here.
     nodes = Cluster(
         initialize_head=True,
         head_node_args={"num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1",
-                        "dashboard_port": dashboard_port},
+                        "dashboard_port": dashboard_port, "dashboard_agent_listen_port": free_port()},
     )
     for _ in range(2):
-        nodes.add_node(num_cpus=1)
+        nodes.add_node(num_cpus=1, dashboard_agent_listen_port=free_port())
     nodes.wait_for_nodes()
     address = f"http://127.0.0.1:{dashboard_port}"
     deadline = time.monotonic() + 120
@@ -112,11 +113,13 @@ def objects(s3, prefix: str) -> dict[str, bytes]:
 
 
 def build_files_on_disk() -> set[str]:
-    """Shards, Parquet stage outputs and stage markers under the repo and the temp folder, outside Ray's own."""
+    """Shards, Parquet stage outputs and stage markers under the repo (the jobs' working folder) and the
+    temp folder, outside Ray's own temp folder and pytest's (other tests' local builds live there)."""
     found = set()
     for root in (REPO, Path("/tmp")):
         for folder, subfolders, names in os.walk(root):
-            subfolders[:] = [name for name in subfolders if name not in ("ray", ".venv", ".git")]
+            subfolders[:] = [name for name in subfolders
+                             if name not in ("ray", ".venv", ".git") and not name.startswith("pytest-of-")]
             found.update(os.path.join(folder, name) for name in names
                          if name.endswith((".arrow", ".parquet")) or name == "_DONE.json")
     return found
