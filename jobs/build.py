@@ -97,7 +97,8 @@ def run_build(config: BuildConfig, options: RunOptions) -> dict:
     prepare_output(out, options.resume, options.overwrite)
     progress = Progress(options.quiet, options.json_progress)
     runner = StageRunner(out, progress)
-    init_ray(options.address, options.num_cpus, progress_bars=not options.quiet and sys.stderr.isatty())
+    bars = sys.stderr.isatty() and not options.quiet and not options.json_progress
+    init_ray(options.address, options.num_cpus, progress_bars=bars)
     check_shared_output(out, options.shared_output)
     set_parallelism(_input_bytes(config, files))
     runner.check_config({"config": asdict(config)})
