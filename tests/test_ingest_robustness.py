@@ -8,11 +8,10 @@ import json
 import random
 from pathlib import Path
 
-import pytest
 import zstandard
 
 from curation.shards import read_shard
-from test_build import CURATE, build, phase_table, run_cli, tree_digest, write_jsonl
+from test_build import build, phase_table, run_cli, tree_digest, write_jsonl
 
 
 def kept_rows(out: Path, manifest: dict) -> list[dict]:

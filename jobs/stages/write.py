@@ -85,20 +85,19 @@ def _write_shard_task(
     return write_shard(table, root, relpath)
 
 
-def write_range(
+def write_spans(
     spans: list[BlockSpan],
     schema: pa.Schema,
-    first_row: int,
-    end_row: int,
     root: str,
     folder: str,
     shard_rows: int,
     tokenizer_json: str | None = None,
 ) -> list[ShardInfo]:
-    """Write global rows [first_row, end_row) as `folder/shard-XXXXX.arrow`, `shard_rows` rows each."""
+    """Write every row of `spans` as `folder/shard-XXXXX.arrow`, `shard_rows` rows each."""
     tokenizer_ref = ray.put(tokenizer_json) if tokenizer_json is not None else None
+    end_row = spans[-1].start + spans[-1].rows if spans else 0
     pending = []
-    for index, shard_start in enumerate(range(first_row, end_row, shard_rows)):
+    for index, shard_start in enumerate(range(0, end_row, shard_rows)):
         shard_end = min(shard_start + shard_rows, end_row)
         slices = []
         for span in spans:
@@ -130,8 +129,7 @@ def write_dataset(
         unified = pa.unify_schemas([schema, like], promote_options="permissive")
         schema = pa.schema([unified.field(name) for name in schema.names])
     schema = canonical_schema(schema, drop=INTERNAL_COLUMNS + drop)
-    rows = spans[-1].start + spans[-1].rows if spans else 0
-    return phase_entry(folder, write_range(spans, schema, 0, rows, root, folder, shard_rows, tokenizer_json))
+    return phase_entry(folder, write_spans(spans, schema, root, folder, shard_rows, tokenizer_json))
 
 
 def write_sorted(
@@ -142,4 +140,4 @@ def write_sorted(
     if not ordered.count():
         return [write_shard(schema.empty_table(), root, f"{folder}/{shard_name(0)}")]
     spans, _ = ordered_blocks(ordered)
-    return write_range(spans, schema, 0, spans[-1].start + spans[-1].rows, root, folder, shard_rows)
+    return write_spans(spans, schema, root, folder, shard_rows)
