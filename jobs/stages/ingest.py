@@ -22,6 +22,7 @@ from curation.ingest import QUARANTINE_SCHEMA, IngestConfig, conform_metadata, i
 from curation.readers import InputFile, process_local
 from dedup.exact import reused_ids
 from jobs.datasets import attach_groups, exclude, has_files, only, read_parquet, write_parquet
+from jobs.reduce import tree_reduce
 from jobs.stages.write import write_sorted
 from regimes.base import Phase1Transform
 
@@ -54,6 +55,29 @@ def _as_reused_id(table: pa.Table) -> pa.Table:
     """Quarantine rows for documents whose id an earlier record already used."""
     reason = pa.array(["duplicate_id"] * table.num_rows, pa.string())
     return pa.table({"origin": table["origin"], "reason": reason, "raw": table["raw"], "input_pos": table["input_pos"]})
+
+
+def _block_reason_counts(table: pa.Table) -> pa.Table:
+    counts = pc.value_counts(table["reason"])
+    return pa.table({"reason": counts.field("values"), "count": counts.field("counts").cast(pa.int64())})
+
+
+REASON_COUNTS = pa.schema([("reason", pa.string()), ("count", pa.int64())])
+
+
+def _summed_reason_counts(tables: list[pa.Table]) -> pa.Table:
+    counted = [table for table in tables if table.num_rows]  # an empty block may have no columns
+    if not counted:
+        return REASON_COUNTS.empty_table()
+    summed = pa.concat_tables(counted).group_by("reason").aggregate([("count", "sum")])
+    return pa.table({"reason": summed["reason"], "count": summed["count_sum"]}, schema=REASON_COUNTS)
+
+
+def reason_counts(quarantine: "ray.data.Dataset") -> dict[str, int]:
+    """How many quarantine rows give each reason: counted per block, summed by a tree reduction."""
+    counted = quarantine.select_columns(["reason"]).map_batches(_block_reason_counts, batch_format="pyarrow")
+    table = tree_reduce(counted.to_arrow_refs(), _summed_reason_counts)
+    return dict(sorted(zip(table["reason"].to_pylist(), table["count"].to_pylist())))
 
 
 def _input_files(files: list[InputFile], stage_dir: str) -> tuple[list[InputFile], list[dict]]:
@@ -112,15 +136,14 @@ def ingest_stage(
         only(valid, reused, "input_pos").map_batches(_as_reused_id, batch_format="pyarrow")
     )
     shards = write_sorted(quarantine, "input_pos", out, "quarantine", QUARANTINE_SCHEMA, shard_rows)
-    counted = quarantine.select_columns(["reason"]).groupby("reason").count().take_all()
-    reasons = {row["reason"]: row["count()"] for row in counted}
+    reasons = reason_counts(quarantine)
     total = records.count()
     return {
         "documents": total,
         "bytes": sum(f.size for f in files),
         "input": total,
         "quarantined": sum(s.rows for s in shards),
-        "reasons": dict(sorted(reasons.items())),
+        "reasons": reasons,
         "inputs": described,
     }
 

@@ -21,7 +21,7 @@ import ray
 
 from curation.order import keyed_hash, order_keys
 from curation.tokenizer import eod_token_id, load_tokenizer, save_tokenizer, train_bpe
-from jobs.datasets import read_parquet
+from jobs.datasets import read_parquet, sort_rows
 from jobs.stages.write import ordered_blocks, write_dataset
 from regimes.base import Phase1Context, Phase1Transform
 
@@ -33,7 +33,7 @@ def seeded_order(docs: "ray.data.Dataset", seed: int) -> "ray.data.MaterializedD
     """Documents sorted by (keyed hash of the id with the seed, id)."""
     salt = f"{seed}:order"
     keyed = docs.map_batches(lambda t: t.append_column("order_key", order_keys(t["id"], salt)), batch_format="pyarrow")
-    return keyed.sort(["order_key", "id"]).materialize()
+    return sort_rows(keyed, ["order_key", "id"])
 
 
 def _with_holdout_mark(table: pa.Table, fraction: float, seed: int) -> pa.Table:

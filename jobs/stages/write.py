@@ -16,6 +16,7 @@ import ray
 
 from curation.manifest import phase_entry
 from curation.shards import ShardInfo, shard_name, write_shard
+from jobs.datasets import sort_rows
 
 LEADING_COLUMNS = ("id", "text", "input_ids")
 # Columns the stages add to documents for their own use; never written to a shard.
@@ -136,7 +137,7 @@ def write_sorted(
     ds: "ray.data.Dataset", key: str | list[str], root: str, folder: str, schema: pa.Schema, shard_rows: int
 ) -> list[ShardInfo]:
     """Sort `ds` by `key` and write it with exactly `schema`; an empty dataset still gets one (empty) shard."""
-    ordered = ds.sort(key).materialize()
+    ordered = sort_rows(ds, key)
     if not ordered.count():
         return [write_shard(schema.empty_table(), root, f"{folder}/{shard_name(0)}")]
     spans, _ = ordered_blocks(ordered)
