@@ -1,8 +1,9 @@
-"""Mergeable summaries of a shard: HyperLogLog registers, count tables and exact moments.
+"""Mergeable summaries of a shard: HyperLogLog registers, count tables, bottom-k samples and exact moments.
 
 Each one merges exactly and commutatively (registers under `max`, count tables by summing
-sorted keys, Welford moments in exact rationals), which is what lets coverage statistics be
-computed per shard and combined in whatever order Ray returns them.
+sorted keys, bottom-k samples as count tables cut back to their k smallest keys, Welford moments
+in exact rationals), which is what lets coverage statistics be computed per shard and combined
+in whatever order and grouping Ray returns them. All but the count tables have a fixed size.
 """
 
 from __future__ import annotations
@@ -56,6 +57,25 @@ def merge_count_tables(tables: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple
     if not tables:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
     return count_table(np.concatenate([k for k, _ in tables]), np.concatenate([c for _, c in tables]))
+
+
+def bottom_k(table: tuple[np.ndarray, np.ndarray], capacity: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `capacity` smallest keys of a count table, with their counts: a uniform sample of the
+    distinct keys when the keys are hashes.
+
+    The counts stay exact under merging: a key among the k smallest of a union is among the k
+    smallest of every part that holds it, so merging samples and cutting back to k gives the
+    sample of the whole, whatever the partitioning and the order of the merges.
+    """
+    keys, counts = table
+    return keys[:capacity], counts[:capacity]
+
+
+def sample_scale(sample_counts: np.ndarray, total: int) -> float:
+    """Distinct keys of the whole per distinct key in a bottom-k sample: `total` occurrences over the
+    sample's. Exactly 1 when the sample holds every key."""
+    sampled = int(sample_counts.sum())
+    return total / sampled if sampled else 0.0
 
 
 @dataclass

@@ -6,7 +6,13 @@ HyperLogLog registers under `max`, Welford moments merged in exact rationals), s
 numbers in `stats.json` do not depend on the order Ray returns partials in. Only
 `finalize` turns a partial into floats.
 
-Distinct 1-grams are counted exactly (the unigram table); longer n-grams by HyperLogLog.
+Every part of a partial has a fixed size except the unigram table, which is bounded by the
+tokenizer's vocabulary (by the words of the text for untokenized shards). Distinct 1-grams are
+counted exactly; longer n-grams by HyperLogLog (about 0.8% standard error). Duplicate documents
+and 8-gram frequencies come from bottom-k samples of distinct hashes with exact counts
+(SAMPLE_KEYS keys): every figure drawn from them is exact while a section has at most
+SAMPLE_KEYS distinct documents (8-grams), and beyond is a ratio estimate over a uniform sample
+of that many distinct keys (relative standard error about 1/sqrt(SAMPLE_KEYS), 0.4%).
 
 Units: n-grams, unigram statistics and the frequency profile count *tokens* (the
 `input_ids` column, one tokenizer per family of builds, so A, C and D compare) and fall
@@ -40,7 +46,15 @@ from curation.coverage_metrics import (
     tail_mass,
     zipf_slope,
 )
-from curation.sketches import Moments, count_table, hll_count, hll_registers, merge_count_tables
+from curation.sketches import (
+    Moments,
+    bottom_k,
+    count_table,
+    hll_count,
+    hll_registers,
+    merge_count_tables,
+    sample_scale,
+)
 from curation.text_features import (
     NGRAM_ORDERS,
     compression_ratios,
@@ -57,10 +71,9 @@ from curation.text_features import (
 )
 
 GOOD_TURING_ORDER = 8
-# 8-grams whose hash has its top three bits zero (one in eight) are counted exactly; a
-# hash-chosen sample keeps every occurrence of a chosen n-gram, so frequency-of-frequency
-# ratios (hapax ratio, Good-Turing coverage) stay unbiased while memory stays bounded.
-GOOD_TURING_SAMPLE_SHIFT = 61
+# Bottom-k samples keep every occurrence of a sampled key, so frequency-of-frequency ratios
+# (hapax ratio, Good-Turing coverage, duplicate cluster sizes) stay unbiased at a fixed size.
+SAMPLE_KEYS = 1 << 16
 REPEATED_NGRAM_ORDER = 4
 TAIL_TOP_KS = (10, 100, 1000, 10000)
 TAIL_TOP_K = 1000
@@ -87,7 +100,7 @@ class CoveragePartial:
     units: frozenset = frozenset()
     by_language: dict = field(default_factory=dict)
     by_source: dict = field(default_factory=dict)
-    document_hashes: tuple = (np.zeros(0, np.uint64), np.zeros(0, np.int64))
+    document_sample: tuple = (np.zeros(0, np.uint64), np.zeros(0, np.int64))
     hll: dict = field(default_factory=dict)
     unigrams: tuple = (np.zeros(0, np.uint64), np.zeros(0, np.int64))
     ngram8_sample: tuple = (np.zeros(0, np.uint64), np.zeros(0, np.int64))
@@ -112,10 +125,10 @@ class CoveragePartial:
             units=self.units | other.units,
             by_language=_add_counters(self.by_language, other.by_language),
             by_source=_add_counters(self.by_source, other.by_source),
-            document_hashes=merge_count_tables([self.document_hashes, other.document_hashes]),
+            document_sample=bottom_k(merge_count_tables([self.document_sample, other.document_sample]), SAMPLE_KEYS),
             hll=hll,
             unigrams=merge_count_tables([self.unigrams, other.unigrams]),
-            ngram8_sample=merge_count_tables([self.ngram8_sample, other.ngram8_sample]),
+            ngram8_sample=bottom_k(merge_count_tables([self.ngram8_sample, other.ngram8_sample]), SAMPLE_KEYS),
             code_documents=self.code_documents + other.code_documents,
             code_languages=dict(Counter(self.code_languages) + Counter(other.code_languages)),
             compression=self.compression.merge(other.compression),
@@ -175,12 +188,11 @@ def table_partial(
         partial.by_source = sizes_by_key(sources, token_counts, byte_counts)
     if units is not None:
         partial.units = frozenset([unit])
-        partial.document_hashes = count_table(document_hash_values(texts, (units, offsets)))
+        partial.document_sample = bottom_k(count_table(document_hash_values(texts, (units, offsets))), SAMPLE_KEYS)
         grams = ngram_hashes(units, offsets)
         partial.hll = {n: hll_registers(hashes) for n, (hashes, _) in grams.items() if n > 1}
         partial.unigrams = unigram_table(units, unit)
-        eight = grams[GOOD_TURING_ORDER][0]
-        partial.ngram8_sample = count_table(eight[(eight >> np.uint64(GOOD_TURING_SAMPLE_SHIFT)) == 0])
+        partial.ngram8_sample = bottom_k(count_table(grams[GOOD_TURING_ORDER][0]), SAMPLE_KEYS)
         partial.repeated_ngrams = Moments.of(repeated_ngram_ratios(*grams[REPEATED_NGRAM_ORDER], documents))
     if "rewrite_status" in table.column_names:
         partial.rewrite_status = dict(Counter(str(s) for s in table.column("rewrite_status").to_pylist()))
@@ -200,8 +212,9 @@ def finalize(
     of the Jensen-Shannon divergence; None means the section itself.
     """
     has_units = bool(partial.units)
-    _, doc_counts = partial.document_hashes
-    distinct_documents = int(len(doc_counts)) if has_units else None
+    _, doc_counts = partial.document_sample
+    scale = sample_scale(doc_counts, partial.documents)
+    distinct_documents = round(len(doc_counts) * scale) if has_units else None
     unigram_counts = ranking(partial.unigrams)[1]
     reference = partial.unigrams if reference_unigrams is None else reference_unigrams
     reference_keys = ranking(reference)[0]
@@ -224,14 +237,15 @@ def finalize(
         if has_units
         else None,
         "near_duplicate_rate": round_value(near_duplicate_rate) if near_duplicate_rate is not None else None,
-        "effective_distinct_documents": round_value(2 ** entropy_bits(doc_counts))
+        "effective_distinct_documents": round_value(2 ** entropy_bits(doc_counts) * scale)
         if has_units and len(doc_counts)
         else None,
         "cluster_size_histogram": {
-            str(size): int(n) for size, n in enumerate(np.bincount(doc_counts)) if n and size
+            str(size): round(int(n) * scale) for size, n in enumerate(np.bincount(doc_counts)) if n and size
         }
         if has_units
         else {},
+        "sample_keys": {"capacity": SAMPLE_KEYS, "documents": int(len(doc_counts)), "ngrams_8": int(len(sample_counts))},
         "distinct_ngrams": {"1": int(len(unigram_counts))}
         | {str(n): hll_count(partial.hll[n]) for n in NGRAM_ORDERS if n > 1}
         if has_units

@@ -15,15 +15,17 @@ from typer.testing import CliRunner
 from curation.codelang import detect_code_language
 from curation.detect import detect_language
 from curation.manifest import canonical_json, read_json
-from curation.shards import write_shard
+from curation.shards import read_shard, write_shard
 from curation.hashing import GOLDEN, mix64
 from curation.sketches import Moments, hll_count, hll_registers
+import curation.stats
+import jobs.reduce
 from curation.stats import CoveragePartial, finalize, merge_partials, table_partial
 from curation.text_features import text_language
 from curation.vl import encode_record
 from dedup.prompt_dedup import PromptDedupConfig, dedup_record
-from jobs.stages.stats import discover_phases, prompt_duplication, shard_partial
-from tests.stats_builds import stats_builds  # noqa: F401  (the shared fixture)
+from jobs.stages.stats import compute_build_stats, discover_phases, prompt_duplication, shard_partial
+from tests.stats_builds import DEDUP, stats_builds  # noqa: F401  (the shared fixture)
 from tests.vl_samples import FLAT, LLAVA, MESSAGES_PARTS
 
 REQUIRED_KEYS = (
@@ -88,6 +90,69 @@ def test_merging_partials_in_any_order_gives_identical_numbers(stats_builds):
         assert canonical_json(finalize(merge_partials(partials[i] for i in order))) == expected
     tree = merge_partials([merge_partials(partials[2:]), merge_partials(partials[:2])])
     assert canonical_json(finalize(tree)) == expected
+
+
+def _random_tree_merge(partials: list[CoveragePartial], rng: random.Random) -> CoveragePartial:
+    """Partials merged pairwise in a random order and grouping."""
+    pending = list(partials)
+    while len(pending) > 1:
+        rng.shuffle(pending)
+        pending = [pending[0].merge(pending[1]), *pending[2:]]
+    return pending[0]
+
+
+def test_sampled_statistics_do_not_depend_on_partitioning_or_merge_order(stats_builds, monkeypatch):
+    monkeypatch.setattr(curation.stats, "SAMPLE_KEYS", 8)  # C holds 168 distinct documents: both samples are cut
+    folder = stats_builds["C"][0]
+    table = pa.concat_tables(read_shard(folder, path) for paths in discover_phases(folder).values() for path in paths)
+    results = set()
+    for rows, seed in itertools.product((1, 7, 50, table.num_rows), range(3)):
+        partials = [table_partial(table.slice(start, rows)) for start in range(0, table.num_rows, rows)]
+        section = finalize(_random_tree_merge(partials, random.Random(seed)))
+        results.add(canonical_json(section))
+    assert section["sample_keys"] == {"capacity": 8, "documents": 8, "ngrams_8": 8}
+    assert len(results) == 1
+
+
+def _documents_with_copies(distinct: int, seed: int) -> pa.Table:
+    """`distinct` random token sequences, each 1 + Geometric(1/2) - 1 times (duplicates of many sizes)."""
+    rng = np.random.default_rng(seed)
+    ids, texts = [], []
+    for _ in range(distinct):
+        tokens = rng.integers(0, 5000, size=int(rng.integers(20, 60))).tolist()
+        for _ in range(int(rng.geometric(0.5))):
+            ids.append(tokens)
+            texts.append(" ".join(map(str, tokens)))
+    return pa.table({"text": texts, "input_ids": pa.array(ids, pa.list_(pa.int32()))})
+
+
+def test_sampled_estimates_stay_within_their_stated_error(monkeypatch):
+    table = _documents_with_copies(20_000, seed=3)
+    monkeypatch.setattr(curation.stats, "SAMPLE_KEYS", 1 << 24)
+    exact = finalize(table_partial(table))
+    assert exact["sample_keys"]["documents"] == exact["distinct_documents"] == 20_000
+    capacity = 2048
+    monkeypatch.setattr(curation.stats, "SAMPLE_KEYS", capacity)
+    partials = [table_partial(table.slice(start, 5000)) for start in range(0, table.num_rows, 5000)]
+    sampled = finalize(merge_partials(partials))
+    assert sampled["sample_keys"] == {"capacity": capacity, "documents": capacity, "ngrams_8": capacity}
+    tolerance = 4 / capacity**0.5  # four standard errors
+    for key in ("distinct_documents", "effective_distinct_documents", "exact_duplicate_rate", "hapax_ratio_8",
+                "good_turing_coverage_8"):  # fmt: skip
+        assert sampled[key] == pytest.approx(exact[key], rel=tolerance), key
+    for size in ("1", "2", "3"):  # a cluster size is seen in its share of the sample only
+        expected = exact["cluster_size_histogram"][size]
+        share = expected / exact["distinct_documents"]
+        assert sampled["cluster_size_histogram"][size] == pytest.approx(expected, rel=4 / (capacity * share) ** 0.5)
+    assert sampled["documents"] == exact["documents"] and sampled["tokens"] == exact["tokens"]
+
+
+def test_build_stats_merged_in_a_tree_of_ray_tasks_match_in_any_grouping(stats_builds, monkeypatch):
+    monkeypatch.setattr(jobs.reduce, "FAN_IN", 2)
+    folder, stats = stats_builds["C"]
+    phases = {name: paths[::-1] for name, paths in discover_phases(folder).items()}
+    recomputed = compute_build_stats(folder, DEDUP, stats_builds["A"][0], phases)
+    assert canonical_json(recomputed) == canonical_json(stats)
 
 
 def test_moments_merge_exactly_whatever_the_grouping():

@@ -1,8 +1,9 @@
 """The stats stage: coverage statistics, one Ray task per shard, partials merged into `OUT/stats.json`.
 
 Shards are discovered by listing `OUT/phase-*/shard-*.arrow` (the manifest is written after
-this stage). Each task reads one shard and returns a `CoveragePartial`; partials merge
-exactly, so `stats.json` is the same whatever order the tasks finish in.
+this stage). Each task reads one shard and returns a fixed-size `CoveragePartial`; Ray tasks
+merge them in a tree (jobs/reduce.py) and the driver receives one partial per phase. Partials
+merge exactly, so `stats.json` is the same whatever order or grouping the merges take.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from typing import Any, Callable
 
 import fsspec
 import pyarrow as pa
@@ -18,6 +20,7 @@ from curation.errors import UserError
 from curation.manifest import read_json, write_json_atomic
 from curation.shards import read_shard
 from curation.stats import CoveragePartial, finalize, merge_count_tables, merge_partials, table_partial, table_unigrams
+from jobs.reduce import tree_reduce
 
 STATS_NAME = "stats.json"
 STATS_FORMAT_VERSION = 1
@@ -99,12 +102,12 @@ def shard_unigrams(root: str, relpath: str) -> tuple:
     return table_unigrams(read_shard(root, relpath))
 
 
-def _on_ray(function, root: str, relpaths: list[str]) -> list:
-    """`function(root, relpath)` for every shard as one Ray task each, results in `relpaths` order."""
+def _reduced(function: Callable, merge: Callable[[list], Any], root: str, relpaths: list[str]) -> Any:
+    """`function(root, relpath)` for every shard as one Ray task each, merged by a tree of Ray tasks."""
     import ray
 
     task = ray.remote(num_cpus=1)(function)
-    return ray.get([task.remote(root, relpath) for relpath in relpaths])
+    return tree_reduce([task.remote(root, relpath) for relpath in relpaths], merge)
 
 
 def _read_bytes(root: str, name: str) -> bytes | None:
@@ -139,16 +142,14 @@ def compute_build_stats(
 ) -> dict:
     """Coverage statistics of the build in `out` (see `write_build_stats`), without writing them."""
     phases = discover_phases(out) if phases is None else phases
-    relpaths = [path for name in sorted(phases) for path in phases[name]]
-    by_path = dict(zip(relpaths, _on_ray(shard_partial, out, relpaths)))
-    phase_partials = {name: merge_partials(by_path[p] for p in phases[name]) for name in sorted(phases)}
+    phase_partials = {name: _reduced(shard_partial, merge_partials, out, phases[name]) for name in sorted(phases)}
     overall = merge_partials(phase_partials.values())
     if reference is None:
         reference_unigrams = overall.unigrams
     else:
         reference_paths = [p for paths in discover_phases(reference).values() for p in paths]
         check_reference(out, reference, reference_paths)
-        reference_unigrams = merge_count_tables(_on_ray(shard_unigrams, reference, reference_paths))
+        reference_unigrams = _reduced(shard_unigrams, merge_count_tables, reference, reference_paths)
     near_rate = _near_duplicate_rate(dedup)
     return {
         "format_version": STATS_FORMAT_VERSION,
