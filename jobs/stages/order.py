@@ -18,6 +18,7 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
+from tokenizers import Tokenizer
 
 from curation.order import keyed_hash, order_keys
 from curation.tokenizer import eod_token_id, load_tokenizer, save_tokenizer, train_bpe
@@ -47,19 +48,26 @@ def _marked(table: pa.Table, held: bool) -> pa.Table:
     return table.filter(mark if held else pc.invert(mark)).drop_columns(["held_out"])
 
 
-def _train_tokenizer(ordered: "ray.data.Dataset", vocab_size: int):
-    """Train the build's BPE on the first TOKENIZER_TRAIN_BYTES of the seeded order (deterministic)."""
+@ray.remote
+def _trained_tokenizer(blocks: list["ray.ObjectRef"], vocab_size: int) -> str:
+    """A BPE trained on the texts of `blocks`, in order, up to TOKENIZER_TRAIN_BYTES (fetched one block at a time)."""
 
     def texts() -> Iterator[str]:
         seen = 0
-        for batch in ordered.iter_batches(batch_format="pyarrow", batch_size=1024):
-            for text in batch["text"].to_pylist():
+        for block in blocks:
+            for text in ray.get(block)["text"].to_pylist():
                 yield text
                 seen += len(text)
                 if seen >= TOKENIZER_TRAIN_BYTES:
                     return
 
-    return train_bpe(texts(), vocab_size)
+    return train_bpe(texts(), vocab_size).to_str()
+
+
+def _train_tokenizer(ordered: "ray.data.MaterializedDataset", vocab_size: int) -> Tokenizer:
+    """Train the build's BPE on the first TOKENIZER_TRAIN_BYTES of the seeded order (deterministic),
+    in a Ray task: the trainer's word counts never sit in the driver."""
+    return Tokenizer.from_str(ray.get(_trained_tokenizer.remote(ordered.to_arrow_refs(), vocab_size)))
 
 
 def _tokenizer(ordered: "ray.data.Dataset", transform: Phase1Transform, path: str | None, vocab_size: int, out: str):
