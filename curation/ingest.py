@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Mapping
 
 import pyarrow as pa
 
-from curation.readers import InputFile, RawRecord, read_raw_records
+from curation.readers import InputFile, RawRecord, Span, read_raw_records
 
 REASONS = {
     "unreadable_file": "the file could not be read past this point (truncated or corrupt, or no permission)",
@@ -96,15 +96,16 @@ def ingest_file(
     validator: Validator,
     document_types: Mapping[str, pa.DataType] = TEXT_DOCUMENT_TYPES,
     batch_rows: int = 4096,
+    span: Span | None = None,
 ) -> Iterator[pa.Table]:
-    """Tables of documents and quarantine rows (told apart by a null `reason`) for one file.
+    """Tables of documents and quarantine rows (told apart by a null `reason`) for one file, or one span of it.
 
     `validator` turns a raw record into a document or a reason; `document_types` fixes the
     types of the columns every document of the build has, so blocks of quarantine rows alone
     still carry them.
     """
     rows: list[dict] = []
-    for record in read_raw_records(file, file_index):
+    for record in read_raw_records(file, file_index, span):
         document, reason = validator(record)
         if document is None:
             rows.append({"input_pos": record.position, "origin": record.origin, "reason": reason, "raw": record.raw})

@@ -6,11 +6,14 @@ Two small blocks with one job each:
   listing order;
 - `read_raw_records` parses one file into `RawRecord`s: a JSON object, or the reason it could
   not be parsed. It never raises on bad data; validation of the text comes later.
+A large plain JSONL file is read in `Span`s, byte ranges that separate tasks read; together they
+give the very records of the whole file's read.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from dataclasses import dataclass, replace
 from typing import Iterator
@@ -34,6 +37,8 @@ _SUFFIXES = (
 )
 # A file's position in the input, shifted into the high bits of `input_pos`.
 POSITION_BITS = 40
+# A plain JSONL file larger than this is read by several tasks, one per range of this many bytes.
+READ_SPLIT_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,19 @@ class RawRecord:
     reason: str | None
 
 
+@dataclass(frozen=True)
+class Span:
+    """Bytes [start, end) of a plain file and the number of the line that holds byte `start`.
+
+    A span reads the lines that start inside it: a line crossing `end` is read whole here, and
+    the partial line at `start` belongs to the span before.
+    """
+
+    start: int
+    end: int
+    line: int
+
+
 def detect_format(path: str) -> str:
     lowered = path.lower()
     for suffix, name in _SUFFIXES:
@@ -87,6 +105,32 @@ def _unprotocol(fs: fsspec.AbstractFileSystem, path: str) -> str:
 def process_local(url: str) -> bool:
     """True for filesystems that live in one process (memory://): Ray workers cannot see them."""
     return url.startswith("memory://")
+
+
+def splittable(file: InputFile) -> bool:
+    """True for a plain JSONL file large enough to read in spans; a process-local file travels whole."""
+    return file.format == "jsonl" and file.size > READ_SPLIT_BYTES and not process_local(file.url)
+
+
+def byte_ranges(file: InputFile) -> list[tuple[int, int]]:
+    """[start, end) ranges of READ_SPLIT_BYTES that cover the file, the last one shorter."""
+    return [(start, min(start + READ_SPLIT_BYTES, file.size)) for start in range(0, file.size, READ_SPLIT_BYTES)]
+
+
+def count_newlines(file: InputFile, start: int, end: int) -> int:
+    """The newlines in bytes [start, end) of a plain file, read 1 MiB at a time."""
+    count = 0
+    with fsspec.open(file.url, "rb") as handle:
+        handle.seek(start)
+        for offset in range(start, end, 1 << 20):
+            count += handle.read(min(1 << 20, end - offset)).count(b"\n")
+    return count
+
+
+def byte_spans(ranges: list[tuple[int, int]], newlines: list[int]) -> list[Span]:
+    """The spans of `ranges`, given the newlines in every range but the last (prefix sums number the lines)."""
+    lines = itertools.accumulate(newlines, initial=1)
+    return [Span(start, end, line) for (start, end), line in zip(ranges, lines, strict=True)]
 
 
 def list_input_files(urls: list[str]) -> list[InputFile]:
@@ -193,17 +237,19 @@ def _parse_json_line(line: bytes) -> tuple[dict | None, str | None]:
     return obj, None
 
 
-def read_raw_records(file: InputFile, file_index: int) -> Iterator[RawRecord]:
-    """Every record of one file, in file order. Blank JSONL lines hold no record and are skipped.
+def read_raw_records(file: InputFile, file_index: int, span: Span | None = None) -> Iterator[RawRecord]:
+    """Every record of one file (of one span of it, when given), in file order. Blank JSONL lines
+    hold no record and are skipped.
 
     A file that cannot be read whole (truncated or corrupt compression, a broken Parquet footer,
     permission denied) gives the records read before the fault and then one `unreadable_file`
     record whose origin is where reading stopped and whose raw bytes say why.
     """
     base_position = file_index << POSITION_BITS
-    next_position = base_position + (0 if file.format in ("parquet", "text") else 1)
+    first_line = span.line if span else 1
+    next_position = base_position + (0 if file.format in ("parquet", "text") else first_line)
     try:
-        for record in _file_records(file, base_position):
+        for record in _file_records(file, base_position, span):
             next_position = record.position + 1
             yield record
     except Exception as error:  # any fault of the file itself; its records so far are kept
@@ -213,7 +259,7 @@ def read_raw_records(file: InputFile, file_index: int) -> Iterator[RawRecord]:
         yield RawRecord(f"{file.name}{where}", next_position, message, None, "unreadable_file")
 
 
-def _file_records(file: InputFile, base_position: int) -> Iterator[RawRecord]:
+def _file_records(file: InputFile, base_position: int, span: Span | None) -> Iterator[RawRecord]:
     if file.format == "parquet":
         import pyarrow.parquet as pq
 
@@ -235,9 +281,30 @@ def _file_records(file: InputFile, base_position: int) -> Iterator[RawRecord]:
         yield RawRecord(file.name, base_position, raw, obj, reason)
         return
     with _open_binary(file) as handle:
-        for line_number, line in enumerate(handle, start=1):
+        for line_number, line in _numbered_lines(handle, span):
             if not line.strip():
                 continue
             line = line.rstrip(b"\r\n")
             obj, reason = _parse_json_line(line)
             yield RawRecord(f"{file.name}:{line_number}", base_position + line_number, line, obj, reason)
+
+
+def _numbered_lines(handle: io.BufferedIOBase, span: Span | None) -> Iterator[tuple[int, bytes]]:
+    """(number, bytes) of every line of the stream, or of those that start inside `span`."""
+    if span is None:
+        yield from enumerate(handle, start=1)
+        return
+    line_number, position = span.line, span.start
+    if span.start > 0:
+        # The rest of the line holding byte start-1: just its newline when a line starts at `start`.
+        handle.seek(span.start - 1)
+        position = span.start - 1 + len(handle.readline())
+        if position > span.start:
+            line_number += 1
+    while position < span.end:
+        line = handle.readline()
+        if not line:
+            return
+        yield line_number, line
+        position += len(line)
+        line_number += 1

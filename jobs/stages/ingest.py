@@ -1,5 +1,8 @@
 """Ingest: read every input file in Ray tasks, validate each record into a document or a quarantine row.
 
+A large plain JSONL file is read by several tasks, one per byte span, after a first pass of Ray tasks
+counts the newlines before each span; the records come out as from one read of the whole file.
+
 Documents go to `<stage>/docs` (Parquet), bad records and reused ids to `OUT/quarantine/` in input
 order. What a valid document is belongs to the regime's transform (text by default, whole records
 for VL); the id rule, reused-id check and quarantine are the same for every regime.
@@ -8,6 +11,7 @@ for VL); the id rule, reused-id check and quarantine are the same for every regi
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict
 from functools import partial
 from typing import Iterator
 
@@ -19,7 +23,7 @@ import ray
 from curation.embedded import EMBEDDED_URL, write_embedded_corpus
 from curation.errors import UserError
 from curation.ingest import QUARANTINE_SCHEMA, IngestConfig, conform_metadata, ingest_file, metadata_types, reason_summary
-from curation.readers import InputFile, process_local
+from curation.readers import InputFile, Span, byte_ranges, byte_spans, count_newlines, process_local, splittable
 from dedup.exact import reused_ids
 from jobs.datasets import attach_groups, exclude, has_files, only, read_parquet, write_parquet
 from jobs.reduce import tree_reduce
@@ -91,6 +95,43 @@ def _input_files(files: list[InputFile], stage_dir: str) -> tuple[list[InputFile
     return files, [{"url": EMBEDDED_URL, "description": description, "bytes": files[0].size}]
 
 
+@ray.remote
+def _newlines(file: InputFile, start: int, end: int) -> int | None:
+    """The newlines in a range, or None when the file cannot be read: it is then read whole, so its
+    fault is quarantined as any unreadable file's."""
+    try:
+        return count_newlines(file, start, end)
+    except Exception:
+        return None
+
+
+def _plan_spans(files: list[InputFile]) -> dict[int, list[Span]]:
+    """The spans of every file large enough to split, by file index; one Ray task counts each range's newlines."""
+    ranges = {index: byte_ranges(file) for index, file in enumerate(files) if splittable(file)}
+    counting = {index: [_newlines.remote(files[index], start, end) for start, end in ranges[index][:-1]] for index in ranges}
+    spans: dict[int, list[Span]] = {}
+    for index, refs in counting.items():
+        newlines = ray.get(refs)
+        if None not in newlines:
+            spans[index] = byte_spans(ranges[index], newlines)
+    return spans
+
+
+def _read_items(files: list[InputFile]) -> list[dict]:
+    """One read task's item per file, or per span of a file read in spans; a process-local file carries
+    its bytes, which Ray workers could not see otherwise."""
+    spans = _plan_spans(files)
+    return [
+        {
+            "index": index, "url": file.url, "name": file.name, "format": file.format, "size": file.size,
+            "data": fsspec.filesystem("memory").cat(file.url) if process_local(file.url) else None,
+            "span": asdict(span) if span else None,
+        }
+        for index, file in enumerate(files)
+        for span in spans.get(index, [None])
+    ]
+
+
 def ingest_stage(
     files: list[InputFile],
     ingest: IngestConfig,
@@ -104,23 +145,17 @@ def ingest_stage(
     files, described = _input_files(files, stage_dir)
     validator = partial(transform.validate, ingest=ingest, settings=settings)
 
-    def read_files(batch: dict) -> Iterator[pa.Table]:
-        rows = zip(batch["index"], batch["url"], batch["name"], batch["format"], batch["size"], batch["data"])
-        for index, url, name, fmt, size, data in rows:
-            if data is not None:
-                fsspec.filesystem("memory").pipe(str(url), bytes(data))
-            file = InputFile(str(url), str(name), str(fmt), int(size))
-            yield from ingest_file(file, int(index), validator, transform.document_types)
+    def read_files(batch: pa.Table) -> Iterator[pa.Table]:
+        for item in batch.to_pylist():
+            if item["data"] is not None:
+                fsspec.filesystem("memory").pipe(item["url"], item["data"])
+            file = InputFile(item["url"], item["name"], item["format"], item["size"])
+            span = Span(**item["span"]) if item["span"] else None
+            yield from ingest_file(file, item["index"], validator, transform.document_types, span=span)
 
-    listing = [
-        {
-            "index": i, "url": f.url, "name": f.name, "format": f.format, "size": f.size,
-            "data": fsspec.filesystem("memory").cat(f.url) if process_local(f.url) else None,
-        }
-        for i, f in enumerate(files)
-    ]
+    listing = _read_items(files)
     listed = ray.data.from_items(listing, override_num_blocks=min(len(listing), 1000))
-    write_parquet(listed.map_batches(read_files, batch_size=1, batch_format="numpy"), f"{stage_dir}/records")
+    write_parquet(listed.map_batches(read_files, batch_size=1, batch_format="pyarrow"), f"{stage_dir}/records")
     if not has_files(f"{stage_dir}/records"):
         raise UserError("the input holds no records")
     records = read_parquet(f"{stage_dir}/records")
