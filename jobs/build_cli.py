@@ -15,6 +15,22 @@ from regimes import REGISTRY, get_regime
 tokenizer_app = typer.Typer(help="Train tokenizers for builds.", no_args_is_help=True)
 
 
+# Regime D's teacher options: `curate build` and `curate experiment` take the same ones.
+TEACHER_BACKEND = typer.Option("vllm", help="Regime D: vllm (offline engines in the job) or openai (an endpoint).")
+TEACHER_REPLICAS = typer.Option(1, help="Regime D: vLLM engine replicas.")
+TEACHER_TP = typer.Option(1, help="Regime D: tensor-parallel size of each engine.")
+TEACHER_ENDPOINT = typer.Option(None, help="Regime D: OpenAI-compatible base URL (.../v1).")
+TEACHER_CONCURRENCY = typer.Option(8, help="Regime D: requests in flight to the endpoint.")
+TEACHER_KV_CACHE_BYTES = typer.Option(None, help="Regime D: KV cache bytes per engine (CPU default 2 GiB).")
+TEACHER_MAX_MODEL_LEN = typer.Option(None, help="Regime D: context length of each engine.")
+TEACHER_RETRIES = typer.Option(3, help="Regime D: retries of a failed request to the endpoint, with backoff.")
+TEACHER_TIMEOUT = typer.Option(600.0, help="Regime D: seconds per request to the endpoint.")
+TEACHER_ENFORCE_EAGER = typer.Option(False, help="Regime D: skip vLLM compilation (faster start for small jobs).")
+TEACHER_STRUCTURED_OUTPUT = typer.Option(None, help="Regime D: a regex every generation must match.")
+ON_TEACHER_FAILURE = typer.Option("keep-original", help="Regime D: keep-original or drop a document whose rewrite failed.")
+MAX_TEACHER_FAILURE_FRACTION = typer.Option(0.05, help="Regime D: stop when more than this share of requests fails (no answer from the teacher).")
+
+
 def build(
     regime: str = typer.Option("A", "--regime", help=f"One of {', '.join(REGISTRY)} (case-insensitive)."),
     inputs: Optional[list[str]] = typer.Option(
@@ -37,22 +53,20 @@ def build(
     holdout: float = typer.Option(0.0, help="Seeded share of the deduplicated documents set aside in OUT/holdout/ for evaluation."),
     repeat_fraction: float = typer.Option(0.1, help="Regime C: share of phase 1 that is repeated."),
     repeat_times: int = typer.Option(10, help="Regime C: copies of each repeated document."),
-    teacher_backend: str = typer.Option("vllm", help="Regime D: vllm (offline engines in the job) or openai (an endpoint)."),
+    teacher_backend: str = TEACHER_BACKEND,
     teacher_model: str = typer.Option("Qwen/Qwen3-30B-A3B-Instruct-2507", help="Regime D: model id or local directory."),
-    teacher_replicas: int = typer.Option(1, help="Regime D: vLLM engine replicas."),
-    teacher_tp: int = typer.Option(1, help="Regime D: tensor-parallel size of each engine."),
-    teacher_endpoint: Optional[str] = typer.Option(None, help="Regime D: OpenAI-compatible base URL (.../v1)."),
-    teacher_concurrency: int = typer.Option(8, help="Regime D: requests in flight to the endpoint."),
-    teacher_kv_cache_bytes: Optional[int] = typer.Option(None, help="Regime D: KV cache bytes per engine (CPU default 2 GiB)."),
-    teacher_max_model_len: Optional[int] = typer.Option(None, help="Regime D: context length of each engine."),
-    teacher_retries: int = typer.Option(3, help="Regime D: retries of a failed request to the endpoint, with backoff."),
-    teacher_timeout: float = typer.Option(600.0, help="Regime D: seconds per request to the endpoint."),
-    teacher_enforce_eager: bool = typer.Option(False, help="Regime D: skip vLLM compilation (faster start for small jobs)."),
-    teacher_structured_output: Optional[str] = typer.Option(None, help="Regime D: a regex every generation must match."),
-    on_teacher_failure: str = typer.Option("keep-original", help="Regime D: keep-original or drop a document whose rewrite failed."),
-    max_teacher_failure_fraction: float = typer.Option(
-        0.05, help="Regime D: stop when more than this share of requests fails (no answer from the teacher)."
-    ),
+    teacher_replicas: int = TEACHER_REPLICAS,
+    teacher_tp: int = TEACHER_TP,
+    teacher_endpoint: Optional[str] = TEACHER_ENDPOINT,
+    teacher_concurrency: int = TEACHER_CONCURRENCY,
+    teacher_kv_cache_bytes: Optional[int] = TEACHER_KV_CACHE_BYTES,
+    teacher_max_model_len: Optional[int] = TEACHER_MAX_MODEL_LEN,
+    teacher_retries: int = TEACHER_RETRIES,
+    teacher_timeout: float = TEACHER_TIMEOUT,
+    teacher_enforce_eager: bool = TEACHER_ENFORCE_EAGER,
+    teacher_structured_output: Optional[str] = TEACHER_STRUCTURED_OUTPUT,
+    on_teacher_failure: str = ON_TEACHER_FAILURE,
+    max_teacher_failure_fraction: float = MAX_TEACHER_FAILURE_FRACTION,
     fields: Optional[str] = typer.Option(None, help="Regime VL: comma-separated text fields of flat records."),
     precedence: Optional[str] = typer.Option(None, help="Regime VL: comma-separated field order that keeps the canonical copy."),
     resume: bool = typer.Option(False, help="Finish an interrupted build in OUT without redoing finished stages."),
