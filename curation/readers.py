@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Iterator
 
@@ -39,6 +40,8 @@ _SUFFIXES = (
 POSITION_BITS = 40
 # A plain JSONL file larger than this is read by several tasks, one per range of this many bytes.
 READ_SPLIT_BYTES = 64 * 1024 * 1024
+# Threads that list input URLs, and an object store's prefixes, at the same time.
+LISTING_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -98,8 +101,12 @@ def detect_format(path: str) -> str:
     return "text"
 
 
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return fs.protocol in ("file", ("file", "local"))
+
+
 def _unprotocol(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    return fs.unstrip_protocol(path) if fs.protocol not in ("file", ("file", "local")) else path
+    return path if _is_local(fs) else fs.unstrip_protocol(path)
 
 
 def process_local(url: str) -> bool:
@@ -133,32 +140,53 @@ def byte_spans(ranges: list[tuple[int, int]], newlines: list[int]) -> list[Span]
     return [Span(start, end, line) for (start, end), line in zip(ranges, lines, strict=True)]
 
 
+def _find(fs: fsspec.AbstractFileSystem, path: str, pool: ThreadPoolExecutor) -> dict[str, dict]:
+    """Every file under a folder. On an object store, where one listing is a sequential chain of
+    pages, each top-level prefix is listed by a thread of its own."""
+    if _is_local(fs):
+        return fs.find(path, detail=True)
+    entries = fs.ls(path, detail=True)
+    found = {entry["name"]: entry for entry in entries if entry["type"] == "file"}
+    folders = [entry["name"] for entry in entries if entry["type"] == "directory"]
+    for listed in pool.map(lambda folder: fs.find(folder, detail=True), folders):
+        found.update(listed)
+    return found
+
+
+def _list_url(url: str, pool: ThreadPoolExecutor) -> list[InputFile]:
+    """The files one input URL names (a file, a folder or a glob), sorted; nothing is a user error."""
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as error:
+        raise UserError(f"cannot open input {url}: {error}") from None
+    if any(char in path for char in "*?["):
+        base = path.split("*")[0].split("?")[0].split("[")[0].rsplit("/", 1)[0]
+        infos = {p: info for p, info in fs.glob(path, detail=True).items() if info["type"] == "file"}
+    elif fs.isdir(path):
+        base = path.rstrip("/")
+        infos = _find(fs, path, pool)
+    elif fs.isfile(path):
+        base = path.rsplit("/", 1)[0]
+        infos = {path: fs.info(path)}
+    else:
+        raise UserError(f"input not found: {url}")
+    if not infos:
+        raise UserError(f"input matches no files: {url}")
+    files = []
+    for match in sorted(infos):
+        name = match[len(base) :].lstrip("/") if match.startswith(base) else match
+        info = infos[match]
+        files.append(InputFile(_unprotocol(fs, match), name, detect_format(match), int(info.get("size") or 0), content_token(info)))
+    return files
+
+
 def list_input_files(urls: list[str]) -> list[InputFile]:
-    """Expand URLs into files, sorted by URL; a URL that matches nothing is a user error."""
+    """Expand URLs into files, sorted by URL, listing the URLs (and an object store's prefixes) in parallel."""
     files: dict[str, InputFile] = {}
-    for url in urls:
-        try:
-            fs, path = fsspec.core.url_to_fs(url)
-        except (ImportError, ValueError) as error:
-            raise UserError(f"cannot open input {url}: {error}") from None
-        if any(char in path for char in "*?["):
-            base = path.split("*")[0].split("?")[0].split("[")[0].rsplit("/", 1)[0]
-            infos = {p: info for p, info in fs.glob(path, detail=True).items() if info["type"] == "file"}
-        elif fs.isdir(path):
-            base = path.rstrip("/")
-            infos = fs.find(path, detail=True)
-        elif fs.isfile(path):
-            base = path.rsplit("/", 1)[0]
-            infos = {path: fs.info(path)}
-        else:
-            raise UserError(f"input not found: {url}")
-        if not infos:
-            raise UserError(f"input matches no files: {url}")
-        for match in sorted(infos):
-            full = _unprotocol(fs, match)
-            name = match[len(base) :].lstrip("/") if match.startswith(base) else match
-            info = infos[match]
-            files.setdefault(full, InputFile(full, name, detect_format(match), int(info.get("size") or 0), content_token(info)))
+    with ThreadPoolExecutor(LISTING_THREADS) as url_pool, ThreadPoolExecutor(LISTING_THREADS) as prefix_pool:
+        for listed in url_pool.map(lambda url: _list_url(url, prefix_pool), urls):
+            for file in listed:
+                files.setdefault(file.url, file)
     listed = [files[key] for key in sorted(files)]
     names = [f.name for f in listed]
     if len(set(names)) < len(names):

@@ -8,8 +8,10 @@ import json
 import random
 from pathlib import Path
 
+import fsspec
 import zstandard
 
+from curation.readers import list_input_files
 from curation.shards import read_shard
 from test_build import build, phase_table, run_cli, tree_digest, write_jsonl
 
@@ -150,3 +152,18 @@ def test_an_unexpected_failure_is_one_line_with_the_log_path(ray_local, tmp_path
     assert "Traceback" not in result.stderr
     log = Path(line.rsplit("full log: ", 1)[1].rstrip(")"))
     assert log == tmp_path / "C" / "curate-error.log" and "Traceback" in log.read_text()
+
+
+def test_listing_an_object_store_prefix_in_parallel_finds_what_one_listing_finds():
+    fs = fsspec.filesystem("memory")
+    for path in ("corpus/a.jsonl", "corpus/x/b.jsonl", "corpus/x/y/c.jsonl.gz", "corpus/z/d.parquet", "other/e.jsonl"):
+        fs.pipe(f"/{path}", b'{"text": "t"}\n')
+    listed = list_input_files(["memory://corpus", "memory://other/e.jsonl", "memory://corpus/x/*.jsonl"])
+    assert [f.url for f in listed] == [
+        "memory:///corpus/a.jsonl", "memory:///corpus/x/b.jsonl", "memory:///corpus/x/y/c.jsonl.gz",
+        "memory:///corpus/z/d.parquet", "memory:///other/e.jsonl",
+    ]  # fmt: skip
+    assert [f.name for f in listed] == ["a.jsonl", "x/b.jsonl", "x/y/c.jsonl.gz", "z/d.parquet", "e.jsonl"]
+    assert [f.format for f in listed] == ["jsonl", "jsonl", "jsonl.gz", "parquet", "jsonl"]
+    fs.rm("/corpus", recursive=True)
+    fs.rm("/other", recursive=True)
