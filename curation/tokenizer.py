@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 import fsspec
+import numpy as np
+import pyarrow as pa
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from curation.errors import UserError
@@ -65,6 +67,25 @@ def save_tokenizer(tokenizer: Tokenizer, path: str) -> None:
 def encode_texts(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
     """Token ids of each text, without special tokens (the trainer adds EOD when packing)."""
     return [encoding.ids for encoding in tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+
+
+def token_id_array(tokenizer: Tokenizer, texts: list[str], batch_size: int = 256) -> pa.ListArray:
+    """Token ids of each text as an Arrow list<int32> column, encoded `batch_size` texts at a time.
+
+    An `Encoding` costs tens of bytes per token (tokens, offsets, masks) and a Python list of ids as
+    much again: a whole shard of large documents at once took gigabytes; this holds one batch.
+    """
+    lengths = [0]
+    values = []
+    for start in range(0, len(texts), batch_size):
+        for encoding in tokenizer.encode_batch_fast(texts[start : start + batch_size], add_special_tokens=False):
+            values.append(np.array(encoding.ids, dtype=np.int32))
+            lengths.append(len(values[-1]))
+    offsets = np.cumsum(lengths, dtype=np.int64)
+    if offsets[-1] > np.iinfo(np.int32).max:
+        raise ValueError(f"{offsets[-1]} tokens do not fit one list<int32> column; write smaller shards (--shard-rows)")
+    flat = np.concatenate(values) if values else np.zeros(0, np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), pa.array(flat, pa.int32()))
 
 
 def batched(items: Iterable[str], size: int) -> Iterator[list[str]]:

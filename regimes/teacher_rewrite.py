@@ -32,7 +32,7 @@ from curation.teacher.config import TeacherConfig
 from curation.teacher.parse import ERROR, REWRITTEN, STATUSES, parse_rewrite
 from curation.teacher.prompt import build_prompt, prompt_variant
 from curation.teacher.requests import LIGHT_STAGE_CPUS, document_seed
-from curation.tokenizer import encode_texts, load_tokenizer
+from curation.tokenizer import load_tokenizer, token_id_array
 from regimes.base import Phase1Context, Phase1Output, Phase1Transform
 
 TEACHER_STATS_DIR = "teacher"
@@ -204,12 +204,12 @@ def rewritten_shard(source: pa.Table, responses: pa.Table, tokenizer, config: Te
         original_tokens = pc.list_value_length(source.column("input_ids")).cast(pa.int32())
         ids_type = source.schema.field("input_ids").type
     else:
-        original_tokens = pa.array([len(ids) for ids in encode_texts(tokenizer, originals)], pa.int32())
+        original_tokens = pc.list_value_length(token_id_array(tokenizer, originals))
         ids_type = pa.list_(pa.int32())
     languages = responses.column("language")
 
     table = source.set_column(source.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
-    input_ids = pa.array(encode_texts(tokenizer, texts), ids_type)
+    input_ids = token_id_array(tokenizer, texts).cast(ids_type)
     if "input_ids" in table.column_names:
         table = table.set_column(table.schema.get_field_index("input_ids"), "input_ids", input_ids)
     else:

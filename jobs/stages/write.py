@@ -72,15 +72,14 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 def _write_shard_task(
     slices: list[tuple["ray.ObjectRef", int, int]], schema: pa.Schema, tokenizer_json: str | None, root: str, relpath: str
 ) -> ShardInfo:
-    from curation.tokenizer import encode_texts
+    from curation.tokenizer import token_id_array
 
     parts = [conform(ray.get(ref).slice(offset, length), schema) for ref, offset, length in slices]
     table = pa.concat_tables(parts) if parts else schema.empty_table()
     if tokenizer_json is not None and "input_ids" not in table.column_names:
         from tokenizers import Tokenizer
 
-        ids = encode_texts(Tokenizer.from_str(tokenizer_json), table.column("text").to_pylist())
-        input_ids = pa.array(ids, pa.list_(pa.int32()))
+        input_ids = token_id_array(Tokenizer.from_str(tokenizer_json), table.column("text").to_pylist())
         table = table.append_column("input_ids", input_ids)
         table = table.select(canonical_schema(table.schema).names)
     return write_shard(table, root, relpath)
