@@ -59,19 +59,26 @@ def _fits_one_task(ds: "ray.data.MaterializedDataset") -> bool:
 
 
 @ray.remote
-def _sorted_table(keys: list[str], *tables: pa.Table) -> pa.Table:
-    table = pa.concat_tables(tables, promote_options="permissive")
-    return table.sort_by([(key, "ascending") for key in keys])
+def _sorted_parts(keys: list[str], parts: int, *tables: pa.Table) -> list[pa.Table]:
+    table = pa.concat_tables(tables, promote_options="permissive").sort_by([(key, "ascending") for key in keys])
+    step = max(1, -(-table.num_rows // parts))
+    return [table.slice(start * step, step) for start in range(parts)]
 
 
 def sort_rows(ds: "ray.data.Dataset", keys: str | list[str]) -> "ray.data.MaterializedDataset":
-    """`ds` sorted by `keys` (unique together, so the order is total), materialized."""
+    """`ds` sorted by `keys` (unique together, so the order is total), materialized; sorted in one
+    task when small, and then cut into as many blocks as shuffle partitions, so the work after a
+    sort still has every CPU."""
     keys = [keys] if isinstance(keys, str) else list(keys)
     ds = ds.materialize()
     if not _fits_one_task(ds):
         return ds.sort(keys).materialize()
     refs = ds.to_arrow_refs()
-    return ray.data.from_arrow_refs([_sorted_table.remote(keys, *refs)]).materialize() if refs else ds
+    if not refs:
+        return ds
+    parts = shuffle_partitions()
+    sorted_refs = _sorted_parts.options(num_returns=parts).remote(keys, parts, *refs)
+    return ray.data.from_arrow_refs(sorted_refs if parts > 1 else [sorted_refs]).materialize()
 
 
 @ray.remote

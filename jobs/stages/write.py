@@ -2,9 +2,9 @@
 
 After the seeded sort, the dataset's blocks are in order. Their row counts give every row a
 global index, so shard k holds exactly rows [k*shard_rows, (k+1)*shard_rows) of its phase
-whatever Ray's block layout was. Each task fetches the slices of the blocks it needs,
-optionally tokenizes them, and writes its shard atomically. No stage gathers the data on
-the driver.
+whatever Ray's block layout was. Texts are tokenized block by block first; each shard task
+fetches the slices of the blocks it needs and writes its shard atomically. No stage gathers
+the data on the driver.
 """
 
 from __future__ import annotations
@@ -69,32 +69,14 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 
 @ray.remote
-def _write_shard_task(
-    slices: list[tuple["ray.ObjectRef", int, int]], schema: pa.Schema, tokenizer_json: str | None, root: str, relpath: str
-) -> ShardInfo:
-    from curation.tokenizer import token_id_array
-
+def _write_shard_task(slices: list[tuple["ray.ObjectRef", int, int]], schema: pa.Schema, root: str, relpath: str) -> ShardInfo:
     parts = [conform(ray.get(ref).slice(offset, length), schema) for ref, offset, length in slices]
     table = pa.concat_tables(parts) if parts else schema.empty_table()
-    if tokenizer_json is not None and "input_ids" not in table.column_names:
-        from tokenizers import Tokenizer
-
-        input_ids = token_id_array(Tokenizer.from_str(tokenizer_json), table.column("text").to_pylist())
-        table = table.append_column("input_ids", input_ids)
-        table = table.select(canonical_schema(table.schema).names)
     return write_shard(table, root, relpath)
 
 
-def write_spans(
-    spans: list[BlockSpan],
-    schema: pa.Schema,
-    root: str,
-    folder: str,
-    shard_rows: int,
-    tokenizer_json: str | None = None,
-) -> list[ShardInfo]:
+def write_spans(spans: list[BlockSpan], schema: pa.Schema, root: str, folder: str, shard_rows: int) -> list[ShardInfo]:
     """Write every row of `spans` as `folder/shard-XXXXX.arrow`, `shard_rows` rows each."""
-    tokenizer_ref = ray.put(tokenizer_json) if tokenizer_json is not None else None
     end_row = spans[-1].start + spans[-1].rows if spans else 0
     pending = []
     for index, shard_start in enumerate(range(0, end_row, shard_rows)):
@@ -104,8 +86,19 @@ def write_spans(
             lo, hi = max(span.start, shard_start), min(span.start + span.rows, shard_end)
             if lo < hi:
                 slices.append((span.ref, lo - span.start, hi - lo))
-        pending.append(_write_shard_task.remote(slices, schema, tokenizer_ref, root, f"{folder}/{shard_name(index)}"))
+        pending.append(_write_shard_task.remote(slices, schema, root, f"{folder}/{shard_name(index)}"))
     return ray.get(pending)
+
+
+def _with_token_ids(table: pa.Table, tokenizer_json: str) -> pa.Table:
+    """`table` with the token ids of its texts as `input_ids`; rows that came with them keep theirs."""
+    if "input_ids" in table.column_names:
+        return table
+    from tokenizers import Tokenizer
+
+    from curation.tokenizer import token_id_array
+
+    return table.append_column("input_ids", token_id_array(Tokenizer.from_str(tokenizer_json), table.column("text").to_pylist()))
 
 
 def write_dataset(
@@ -119,17 +112,20 @@ def write_dataset(
 ) -> dict:
     """Write `ds` in its row order as `folder/shard-NNNNN.arrow` and return the manifest's phase entry.
 
-    Internal columns and `drop` are left out. `like` gives the types of the columns the rows share
-    with a larger dataset they came from, so a part of P is written with P's types whatever its
-    own blocks hold.
+    With `tokenizer_json`, texts are tokenized block by block (as many tasks as blocks, not as
+    shards) before the shards are cut. Internal columns and `drop` are left out. `like` gives the
+    types of the columns the rows share with a larger dataset they came from, so a part of P is
+    written with P's types whatever its own blocks hold.
     """
+    if tokenizer_json is not None:
+        ds = ds.map_batches(_with_token_ids, fn_kwargs={"tokenizer_json": tokenizer_json}, batch_size=None, batch_format="pyarrow")
     ordered = ds.materialize()
     spans, schema = ordered_blocks(ordered)
     if like is not None:
         unified = pa.unify_schemas([schema, like], promote_options="permissive")
         schema = pa.schema([unified.field(name) for name in schema.names])
     schema = canonical_schema(schema, drop=INTERNAL_COLUMNS + drop)
-    return phase_entry(folder, write_spans(spans, schema, root, folder, shard_rows, tokenizer_json))
+    return phase_entry(folder, write_spans(spans, schema, root, folder, shard_rows))
 
 
 def write_sorted(
