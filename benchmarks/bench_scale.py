@@ -1,0 +1,132 @@
+"""Cost of a build against its size: regime A of a corpus and of one about ten times larger, in one run.
+
+    .venv/bin/python benchmarks/bench_scale.py [--num-cpus 2] [--keep DIR]
+
+Small: `../shared/corpora/mixed.jsonl.gz` (47 MB of text). Large: the Python sources of the
+packages installed beside this interpreter, one JSON line per file (about 414 MB of real code with
+many sibling versions and vendored copies), written as plain JSONL so the reader splits it by byte
+range. Each build runs as its own `curate build` process (its own Ray), with the driver's resident
+memory sampled every 0.2 s. Goals (issue 14): time per MB grows by at most 1.3x from the small to
+the large input, the driver's peak memory by at most 1.25x, and the build's CPU time within 3x of
+tokenizing the same texts alone with the build's tokenizer on one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+MIXED = REPO.parent / "shared" / "corpora" / "mixed.jsonl.gz"
+CURATE = [str(Path(sys.executable).with_name("curate"))]
+
+
+def site_packages_corpus(out: Path) -> Path:
+    """Every .py file under site-packages as one JSON line, in path order."""
+    root = Path(sysconfig.get_paths()["purelib"])
+    with open(out, "w", encoding="utf-8") as sink:
+        for path in sorted(root.rglob("*.py")):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError):
+                continue
+            sink.write(json.dumps({"id": str(path.relative_to(root)), "text": text}) + "\n")
+    return out
+
+
+def texts_of(path: Path) -> list[str]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        return [json.loads(line)["text"] for line in handle if line.strip()]
+
+
+def driver_peak_rss(process: subprocess.Popen) -> int:
+    """Peak resident memory of `process` alone (the driver; Ray's workers are other processes)."""
+    peak = 0
+    watched = psutil.Process(process.pid)
+    while process.poll() is None:
+        try:
+            peak = max(peak, watched.memory_info().rss)
+        except psutil.Error:
+            break
+        time.sleep(0.2)
+    return peak
+
+
+def build(input_path: Path, out: Path, num_cpus: int) -> dict:
+    """One `curate build --regime A` in its own process: wall seconds and driver peak memory."""
+    command = [*CURATE, "build", "--regime", "A", "--input", str(input_path), "--output", str(out),
+               "--num-cpus", str(num_cpus), "--quiet", "--overwrite"]  # fmt: skip
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    peak = [0]
+    sampler = threading.Thread(target=lambda: peak.__setitem__(0, driver_peak_rss(process)))
+    sampler.start()
+    _, errors = process.communicate()
+    sampler.join()
+    seconds = time.perf_counter() - started
+    if process.returncode:
+        raise SystemExit(f"build of {input_path} failed: {errors.strip().splitlines()[-1:]}")
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {"seconds": seconds, "driver_peak": peak[0], "counts": manifest["counts"]}
+
+
+def tokenization_seconds(texts: list[str], tokenizer_path: Path) -> float:
+    """HF tokenizers over `texts` on one thread: the floor every trainer-ready build pays."""
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    started = time.perf_counter()
+    for start in range(0, len(texts), 256):
+        tokenizer.encode_batch_fast(texts[start : start + 256], add_special_tokens=False)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-cpus", type=int, default=2)
+    parser.add_argument("--keep", type=Path, help="keep the corpora and builds here instead of a temporary folder")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        root = args.keep or Path(scratch)
+        root.mkdir(parents=True, exist_ok=True)
+        large = root / "site-packages.jsonl"
+        if not large.exists():
+            site_packages_corpus(large)
+        rows = []
+        for name, path in (("mixed (small)", MIXED), ("site-packages (large)", large)):
+            texts = texts_of(path)
+            mb = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) / 1e6
+            result = build(path, root / f"build-{path.stem}", args.num_cpus)
+            floor = tokenization_seconds(texts, root / f"build-{path.stem}" / "tokenizer.json")
+            rows.append({"name": name, "documents": len(texts), "mb": mb, "floor": floor, **result})
+            del texts
+
+    print(f"| input | documents | text MB | build s | s per MB | driver peak MiB | tokenize 1 thread s | build CPU s / tokenize s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for row in rows:
+        print(f"| {row['name']} | {row['documents']:,} | {row['mb']:.1f} | {row['seconds']:.1f} | {row['seconds'] / row['mb']:.3f} | "
+              f"{row['driver_peak'] / 2**20:.0f} | {row['floor']:.1f} | {row['seconds'] * args.num_cpus / row['floor']:.2f} |")
+    small, big = rows
+    time_ratio = (big["seconds"] / big["mb"]) / (small["seconds"] / small["mb"])
+    memory_ratio = big["driver_peak"] / small["driver_peak"]
+    print(f"time per MB, large / small: {time_ratio:.2f}x (goal <= 1.3x)")
+    print(f"driver peak memory, large / small: {memory_ratio:.2f}x (goal <= 1.25x)")
+    for row in rows:
+        print(f"counts {row['name']}: {json.dumps(row['counts'])}")
+
+
+if __name__ == "__main__":
+    main()
