@@ -4,10 +4,9 @@ Joins broadcast small key sets (up to BROADCAST_KEYS, one Arrow array shipped to
 fall back to Ray Data's distributed join beyond; sorts and group aggregates of up to
 SINGLE_TASK_BYTES run as one Ray task, beyond as Ray Data's distributed sort and groupby (whose
 sampling and shuffle rounds cost seconds even for a handful of rows). Either way gives the same
-rows in the same order. Stage outputs are read
-and written through the filesystem of their URL (fsspec, so object stores take their endpoint
-and credentials from the environment as every other part of curate does), never a node's disk
-unless the URL is a local path.
+rows in the same order. Stage outputs are read and written through the filesystem of their URL
+(fsspec, so object stores take their endpoint and credentials from the environment as every other
+part of curate does), never a node's disk unless the URL is a local path.
 """
 
 from __future__ import annotations
