@@ -106,7 +106,8 @@ PRESETS: dict[str, dict] = {
     ),
     # CPU preset of `curate experiment`: 8 layers give 56 layer matrices, enough that one matrix moves
     # Table 1's share by less than the 2-point trend tolerance; aimed at A, B and C on the embedded
-    # corpus within an hour on 2 CPUs (360 steps of 16 x 128 tokens per regime; not yet timed).
+    # corpus within an hour on 2 CPUs (360 steps of 16 x 128 tokens per regime; A, B and C on the mixed
+    # corpus took 48 min, docs/experiments.md).
     "small": dict(
         num_layers=8,
         hidden_size=192,
