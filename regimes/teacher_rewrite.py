@@ -15,6 +15,7 @@ Output of shard `phase-1/shard-00000.arrow`:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections import Counter
 from typing import Any, Iterator, Mapping
@@ -123,6 +124,9 @@ def teacher_responses(source_root: str, shards: list[str], config: TeacherConfig
     import ray
 
     from curation.teacher.backends import generate
+
+    if not shards:
+        return
 
     requests = ray.data.from_items([{"shard": shard} for shard in shards]).flat_map(
         ShardRequests(source_root, config), num_cpus=LIGHT_STAGE_CPUS
@@ -297,17 +301,16 @@ def rewrite_phase1(
             sum(stats["status_counts"].get(ERROR, 0) for stats in finished),
         )
         to_teacher = [relpath for relpath in pending if expected_rows[relpath] > 0]
-        answered = (
-            complete_shards(teacher_responses(source_root, to_teacher, config), expected_rows, budget)
-            if to_teacher
-            else []
-        )
+        responses = teacher_responses(source_root, to_teacher, config)
         empty = ((relpath, EMPTY_RESPONSES) for relpath in pending if expected_rows[relpath] == 0)
         finish = ray.remote(finish_shard)
-        written = [
-            finish.remote(source_root, out_root, relpath, responses, tokenizer_path, config)
-            for relpath, responses in itertools.chain(empty, answered)
-        ]
+        # Closed however the rewrite ends: a stopped stream that stayed open would keep the teacher's
+        # actors (and their CPUs or GPUs) until the driver exits.
+        with contextlib.closing(responses):
+            written = [
+                finish.remote(source_root, out_root, relpath, answer, tokenizer_path, config)
+                for relpath, answer in itertools.chain(empty, complete_shards(responses, expected_rows, budget))
+            ]
         ray.get(written)
     infos = [shard_info(out_root, relpath) for relpath in source_shards]
     stats = teacher_summary([read_json(out_root, shard_stats_name(relpath)) for relpath in source_shards], config)
