@@ -133,11 +133,12 @@ def teacher_responses(source_root: str, shards: list[str], config: TeacherConfig
     )
     try:
         yield from generate(requests, config).iter_batches(batch_format="pyarrow", batch_size=None)
+        return
     except Exception as error:
         known = user_error(error)  # a dead endpoint, found by the backend on a Ray worker
         if known is None:
             raise
-        raise known from None
+    raise known  # outside the handler: the failed stream's frames (and its actors) are not kept as context
 
 
 class FailureBudget:

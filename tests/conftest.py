@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def collect_ray_garbage():
+    """After each test, collect its garbage: a Ray Data stream stopped by an error keeps its actor
+    pool (and the pool's CPUs) alive through reference cycles until the cyclic collector runs, and a
+    later test, waiting in Ray for those CPUs, allocates too little to trigger that collector."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
