@@ -32,6 +32,7 @@ from regimes.base import Phase1Transform
 
 
 FIXED_COLUMNS = {"input_pos", "origin", "raw", "reason"}
+REASON_COUNTS = pa.schema([("reason", pa.string()), ("count", pa.int64())])
 
 
 def _block_schemas(valid: "ray.data.Dataset") -> list[pa.Schema]:
@@ -64,9 +65,6 @@ def _as_reused_id(table: pa.Table) -> pa.Table:
 def _block_reason_counts(table: pa.Table) -> pa.Table:
     counts = pc.value_counts(table["reason"])
     return pa.table({"reason": counts.field("values"), "count": counts.field("counts").cast(pa.int64())})
-
-
-REASON_COUNTS = pa.schema([("reason", pa.string()), ("count", pa.int64())])
 
 
 def _summed_reason_counts(tables: list[pa.Table]) -> pa.Table:
