@@ -41,10 +41,10 @@ import numpy as np
 import pyarrow as pa
 from scipy.sparse import csr_matrix
 
-from dedup.lsh import band_keys
-from dedup.minhash import MinHasher
-from dedup.near import NearDedupConfig, near_duplicates
-from dedup.normalize import shingle_strings
+from curate.dedup.lsh import band_keys
+from curate.dedup.minhash import MinHasher
+from curate.dedup.near import NearDedupConfig, near_duplicates
+from curate.dedup.normalize import shingle_strings
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "mixed.jsonl.gz"
 SITE_PACKAGES = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"

@@ -93,8 +93,8 @@ def main() -> None:
 
     import ray
 
-    from jobs.build import BuildConfig, RunOptions, run_build
-    from jobs.ray_cluster import init_ray
+    from curate.jobs.build import BuildConfig, RunOptions, run_build
+    from curate.jobs.ray_cluster import init_ray
 
     with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
         scratch = Path(scratch)

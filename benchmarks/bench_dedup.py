@@ -33,8 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from accuracy_near_dedup import SITE_PACKAGES, sibling_docs
-from dedup.near import NearDedupConfig, near_duplicates
-from dedup.normalize import shingle_strings
+from curate.dedup.near import NearDedupConfig, near_duplicates
+from curate.dedup.normalize import shingle_strings
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "mixed.jsonl.gz"
 
@@ -166,7 +166,7 @@ def main() -> None:
 
     import ray
 
-    from jobs.ray_cluster import init_ray
+    from curate.jobs.ray_cluster import init_ray
 
     init_ray(num_cpus=args.cpus)  # Ray and Ray Data set up as `curate build` sets them
     config = NearDedupConfig()

@@ -27,7 +27,7 @@ import time
 import torch
 from safetensors.torch import save_file
 
-from diagnostics.diagnose import analyse, write_outputs
+from curate.diagnostics.diagnose import analyse, write_outputs
 
 PAPER_06B = dict(layers=32, hidden=1024, ffn=4096, heads=8, groups=4, head_dim=128, vocab=32768)
 

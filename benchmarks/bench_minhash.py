@@ -2,7 +2,7 @@
 
 All three compute 128-permutation signatures of word 5-grams (character 5-grams for CJK
 documents) of the same documents, shingling included: the baselines shingle each document with
-`dedup.normalize.shingle_strings` (the same rules, one document per call, as these libraries are
+`curate.dedup.normalize.shingle_strings` (the same rules, one document per call, as these libraries are
 used), MinHasher works on the whole batch. Each method is warmed up on the first
 WARM_UP_DOCUMENTS documents before it is timed on all of them. Times are CPU seconds of this process (one core;
 robust to other work on the machine), wall seconds are printed beside them.
@@ -25,8 +25,8 @@ os.environ.setdefault("RAYON_NUM_THREADS", "1")
 import datasketch  # noqa: E402
 import rensa  # noqa: E402
 
-from dedup.minhash import MinHasher  # noqa: E402
-from dedup.normalize import shingle_strings  # noqa: E402
+from curate.dedup.minhash import MinHasher  # noqa: E402
+from curate.dedup.normalize import shingle_strings  # noqa: E402
 
 NUM_PERM, NGRAM, SEED = 128, 5, 1
 # Each method first runs on these many documents, untimed: lookup tables, allocator pools and caches

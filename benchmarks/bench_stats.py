@@ -28,12 +28,12 @@ import pyarrow as pa  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from curation.codelang import detect_code_language  # noqa: E402
-from curation.shards import write_shard  # noqa: E402
-from curation.sketches import hll_registers  # noqa: E402
-from curation.stats import finalize, merge_partials, table_partial  # noqa: E402
-from curation.text_features import compression_ratios, ngram_hashes, text_language  # noqa: E402
-from curation.tokenizer import encode_texts, train_bpe  # noqa: E402
+from curate.curation.codelang import detect_code_language  # noqa: E402
+from curate.curation.shards import write_shard  # noqa: E402
+from curate.curation.sketches import hll_registers  # noqa: E402
+from curate.curation.stats import finalize, merge_partials, table_partial  # noqa: E402
+from curate.curation.text_features import compression_ratios, ngram_hashes, text_language  # noqa: E402
+from curate.curation.tokenizer import encode_texts, train_bpe  # noqa: E402
 
 DEFAULT_CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "corpora", "mixed.jsonl.gz")
 SHARD_ROWS = 4096
@@ -112,7 +112,7 @@ def hll_baseline(units: np.ndarray) -> tuple[float, float]:
 def ray_pass(tables: list[pa.Table], workers: int) -> float:
     import ray
 
-    from jobs.stages.stats import compute_build_stats
+    from curate.jobs.stages.stats import compute_build_stats
 
     with tempfile.TemporaryDirectory() as root:
         for index, table in enumerate(tables):

@@ -46,8 +46,8 @@ def load_documents(count: int, max_chars: int) -> list[dict]:
 
 def write_source(root: str, documents: list[dict], shard_rows: int) -> tuple[list[str], str]:
     """A-like phase-1 shards of the documents and a tokenizer.json beside them."""
-    from curation.shards import shard_name, write_shard
-    from curation.tokenizer import encode_texts, save_tokenizer, train_bpe
+    from curate.curation.shards import shard_name, write_shard
+    from curate.curation.tokenizer import encode_texts, save_tokenizer, train_bpe
 
     texts = [d["text"] for d in documents]
     tokenizer = train_bpe(texts, 1000)
@@ -71,10 +71,10 @@ def run_bare(documents: list[dict], config) -> dict:
     """vllm.LLM.chat over every document: engine start and generation timed apart."""
     import vllm
 
-    from curation.detect import detect_language
-    from curation.teacher.prompt import build_prompt
-    from curation.teacher.requests import document_seed
-    from curation.teacher.vllm_backend import engine_kwargs
+    from curate.curation.detect import detect_language
+    from curate.curation.teacher.prompt import build_prompt
+    from curate.curation.teacher.requests import document_seed
+    from curate.curation.teacher.vllm_backend import engine_kwargs
 
     started = time.perf_counter()
     llm = vllm.LLM(model=config.model, **engine_kwargs(config, on_gpu=vllm.platforms.current_platform.is_cuda()))
@@ -102,7 +102,7 @@ def run_pipeline(source: str, relpaths: list[str], tokenizer: str, out: str, con
     """rewrite_phase1 on a local Ray: read, prompt, engine pool, parse, re-tokenize, write."""
     import ray
 
-    from regimes.teacher_rewrite import rewrite_phase1
+    from curate.regimes.teacher_rewrite import rewrite_phase1
 
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--kv-cache-gib", type=float, default=0.25, help="0: vLLM's default (GPUs)")
     args = parser.parse_args()
 
-    from curation.teacher.config import TeacherConfig
+    from curate.curation.teacher.config import TeacherConfig
 
     work = tempfile.mkdtemp(prefix="bench-teacher-")
     model = args.model

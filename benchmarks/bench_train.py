@@ -20,9 +20,9 @@ import time
 
 import torch
 
-from trainer.config import resolve_config
-from trainer.model import GPT, megatron_flops_per_sample, parameter_count
-from trainer.train import build_optimizer, peak_flops, train_step
+from curate.trainer.config import resolve_config
+from curate.trainer.model import GPT, megatron_flops_per_sample, parameter_count
+from curate.trainer.train import build_optimizer, peak_flops, train_step
 
 CPU_MODEL = {
     "num_layers": 4, "hidden_size": 256, "ffn_hidden_size": 768, "num_attention_heads": 4,

@@ -6,7 +6,7 @@ field: that is the known duplication rate, the paper's baseline (about 75%). The
 that the de-duplication measures the same rate before, and 0 after, and reports records/s:
 
 - baseline: parse each JSON line and re-encode it (what any pass over the records costs);
-- library: parse, de-duplicate (`dedup.prompt_dedup.dedup_record`), re-encode, one process;
+- library: parse, de-duplicate (`curate.dedup.prompt_dedup.dedup_record`), re-encode, one process;
 - build: `curate build --regime VL` (`run_build`) end to end on a local Ray (ingest, dedup, seeded sort, shards, stats).
 
     .venv/bin/python benchmarks/bench_vl.py [--records 20000] [--cpus 2]
@@ -24,8 +24,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from curation.vl import decode_record, encode_record  # noqa: E402
-from dedup.prompt_dedup import PromptDedupConfig, dedup_record  # noqa: E402
+from curate.curation.vl import decode_record, encode_record  # noqa: E402
+from curate.dedup.prompt_dedup import PromptDedupConfig, dedup_record  # noqa: E402
 
 INSTRUCTIONS = [
     ["Look at the image carefully and answer the question.", "Answer with a single word or phrase."],
@@ -168,8 +168,8 @@ def main() -> None:
 
         import ray
 
-        from jobs.build import BuildConfig, RunOptions, run_build
-        from jobs.ray_cluster import init_ray
+        from curate.jobs.build import BuildConfig, RunOptions, run_build
+        from curate.jobs.ray_cluster import init_ray
 
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
         init_ray(num_cpus=args.cpus)

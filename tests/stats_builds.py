@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import pyarrow as pa
 
-from curation.manifest import write_json_atomic
-from curation.shards import write_shard
-from curation.tokenizer import encode_texts, save_tokenizer, train_bpe
+from curate.curation.manifest import write_json_atomic
+from curate.curation.shards import write_shard
+from curate.curation.tokenizer import encode_texts, save_tokenizer, train_bpe
 
 SYLLABLES = ["ka", "lo", "mi", "ren", "tu", "sa", "vel", "dor", "pi", "qua", "ne", "shi", "bo", "tran", "ex", "ul"]
 CODE_TEMPLATES = {
@@ -135,7 +135,7 @@ def stats_builds(ray_local, tmp_path_factory) -> dict[str, tuple[str, dict]]:
 
     Written once per session, whichever test module asks first (the folder is the memo).
     """
-    from jobs.stages.stats import read_build_stats, write_build_stats
+    from curate.jobs.stages.stats import read_build_stats, write_build_stats
 
     root = tmp_path_factory.getbasetemp() / "stats-builds"
     folders = {regime: str(root / regime) for regime in "ACD"}

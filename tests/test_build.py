@@ -18,12 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from curation.errors import UserError
-from curation.shards import read_shard
-from jobs.build import BuildConfig, RunOptions, run_build
+from curate.curation.errors import UserError
+from curate.curation.shards import read_shard
+from curate.jobs.build import BuildConfig, RunOptions, run_build
 
 REPO = Path(__file__).resolve().parents[1]
-CURATE = [sys.executable, "-m", "jobs.cli"]
+CURATE = [sys.executable, "-m", "curate.jobs.cli"]
 
 
 def write_jsonl(path: Path, records: list) -> Path:

@@ -7,9 +7,9 @@ import random
 import pyarrow as pa
 import pytest
 
-import jobs.datasets
-from jobs.datasets import attach_groups, sort_rows
-from jobs.ray_cluster import init_ray
+import curate.jobs.datasets
+from curate.jobs.datasets import attach_groups, sort_rows
+from curate.jobs.ray_cluster import init_ray
 
 
 def _blocks(rows: list[dict], blocks: int):
@@ -19,10 +19,10 @@ def _blocks(rows: list[dict], blocks: int):
     return ray.data.from_arrow([pa.Table.from_pylist(rows[i : i + step]) for i in range(0, len(rows), step)])
 
 
-@pytest.mark.parametrize("one_task_bytes", [jobs.datasets.SINGLE_TASK_BYTES, 0], ids=["one-task", "distributed"])
+@pytest.mark.parametrize("one_task_bytes", [curate.jobs.datasets.SINGLE_TASK_BYTES, 0], ids=["one-task", "distributed"])
 def test_sort_and_group_give_the_same_rows_in_one_task_and_distributed(ray_local, monkeypatch, one_task_bytes):
     init_ray()
-    monkeypatch.setattr(jobs.datasets, "SINGLE_TASK_BYTES", one_task_bytes)
+    monkeypatch.setattr(curate.jobs.datasets, "SINGLE_TASK_BYTES", one_task_bytes)
     rng = random.Random(5)
     rows = [{"key": rng.randrange(40), "id": f"doc-{i:04d}", "pos": i} for i in range(300)]
     rng.shuffle(rows)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from dedup.buckets import ROW_SCHEMA, head_pairs, with_states
-from dedup.components import ARC_SCHEMA, KEPT, NODE_SCHEMA, REMOVED, UNDECIDED, greedy_local, greedy_states
+from curate.dedup.buckets import ROW_SCHEMA, head_pairs, with_states
+from curate.dedup.components import ARC_SCHEMA, KEPT, NODE_SCHEMA, REMOVED, UNDECIDED, greedy_local, greedy_states
 
 
 def arcs(*pairs: tuple[int, int]) -> pa.Table:

@@ -10,11 +10,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from curation.errors import UserError
-from diagnostics.analysis import MatrixLimits, select_matrices
-from diagnostics.checkpoints import StoredTensor, parse_parameter_name, resolve_checkpoints
-from diagnostics.compare import change_variance, correlation, relative_change
-from diagnostics.spectral import (
+from curate.curation.errors import UserError
+from curate.diagnostics.analysis import MatrixLimits, select_matrices
+from curate.diagnostics.checkpoints import StoredTensor, parse_parameter_name, resolve_checkpoints
+from curate.diagnostics.compare import change_variance, correlation, relative_change
+from curate.diagnostics.spectral import (
     effective_rank,
     fit_power_law,
     participation_ratio,
@@ -22,8 +22,8 @@ from diagnostics.spectral import (
     spectral_metrics,
     stable_rank,
 )
-from diagnostics.report import _share_tables
-from diagnostics.summary import group_statistics, trajectory, trend_word
+from curate.diagnostics.report import _share_tables
+from curate.diagnostics.summary import group_statistics, trajectory, trend_word
 
 
 def brute_force_fit(eigenvalues: np.ndarray) -> tuple[float, float, float]:

@@ -14,11 +14,11 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from diagnostics.analysis import MatrixLimits
-from diagnostics.compare import change_variance
-from diagnostics.diagnose import analyse
-from diagnostics.report import render_report
-from jobs.cli import app
+from curate.diagnostics.analysis import MatrixLimits
+from curate.diagnostics.compare import change_variance
+from curate.diagnostics.diagnose import analyse
+from curate.diagnostics.report import render_report
+from curate.jobs.cli import app
 
 LLAMA_MODULES = {
     "self_attn.q_proj",

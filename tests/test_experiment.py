@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from diagnostics.diagnose import diagnose
+from curate.diagnostics.diagnose import diagnose
 from tests.test_report import _browse
 from tests.tiny_qwen3 import build_tiny_qwen3
 
@@ -54,7 +54,7 @@ def files(root: Path) -> dict[str, tuple[int, int]]:
 
 @pytest.fixture(scope="module")
 def experiment(ray_local, tmp_path_factory):
-    from jobs.cli import app
+    from curate.jobs.cli import app
 
     root = tmp_path_factory.mktemp("experiment")
     corpus(root / "corpus.jsonl")
@@ -126,7 +126,7 @@ def test_b_keeps_its_learning_rate_and_a_decays(experiment):
 
 
 def test_rerun_redoes_nothing(experiment):
-    from jobs.cli import app
+    from curate.jobs.cli import app
 
     root, model, _ = experiment
     before = files(root / "exp")

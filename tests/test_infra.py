@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 import yaml
 
-from jobs.cli import app
+from curate.jobs.cli import app
 
 REPO = Path(__file__).resolve().parents[1]
 

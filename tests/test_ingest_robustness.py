@@ -11,8 +11,8 @@ from pathlib import Path
 import fsspec
 import zstandard
 
-from curation.readers import list_input_files
-from curation.shards import read_shard
+from curate.curation.readers import list_input_files
+from curate.curation.shards import read_shard
 from test_build import build, phase_table, run_cli, tree_digest, write_jsonl
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from curation import readers
-from curation.readers import InputFile, byte_ranges, byte_spans, count_newlines, read_raw_records
+from curate.curation import readers
+from curate.curation.readers import InputFile, byte_ranges, byte_spans, count_newlines, read_raw_records
 from test_build import build, tree_digest
 
 
@@ -70,7 +70,7 @@ def test_a_build_over_split_files_is_byte_identical_to_the_unsplit_build(ray_loc
         return spans
 
     monkeypatch.setattr(readers, "READ_SPLIT_BYTES", 97)
-    monkeypatch.setattr("jobs.stages.ingest.byte_spans", planning)
+    monkeypatch.setattr("curate.jobs.stages.ingest.byte_spans", planning)
     split = build([path], tmp_path / "split")
     assert len(planned) > 20, "the file was read in spans"
     assert split["counts"] == whole["counts"]

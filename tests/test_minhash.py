@@ -6,10 +6,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from dedup.lsh import LshLayout, band_keys, optimal_layout, resolve_layout
-from dedup.minhash import CHUNK_BYTES, CHUNK_SHINGLES, MinHasher, ShingleSets, shingle_hashes
-from dedup.normalize import normalize_texts, shingle_strings
-from dedup.verify import jaccard_pairs, shingle_sets
+from curate.dedup.lsh import LshLayout, band_keys, optimal_layout, resolve_layout
+from curate.dedup.minhash import CHUNK_BYTES, CHUNK_SHINGLES, MinHasher, ShingleSets, shingle_hashes
+from curate.dedup.normalize import normalize_texts, shingle_strings
+from curate.dedup.verify import jaccard_pairs, shingle_sets
 
 WORDS = [f"w{i}" for i in range(400)]
 ENGLISH = " ".join(WORDS[:60])

@@ -14,11 +14,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from curation.errors import UserError
-from dedup.lsh import band_keys
-from dedup.minhash import MinHasher
-from dedup.near import NearDedupConfig, near_duplicates
-from dedup.normalize import shingle_strings
+from curate.curation.errors import UserError
+from curate.dedup.lsh import band_keys
+from curate.dedup.minhash import MinHasher
+from curate.dedup.near import NearDedupConfig, near_duplicates
+from curate.dedup.normalize import shingle_strings
 
 # Explicit 32 x 4 layout: pairs at Jaccard >= 0.8 become candidates with probability ~1, so the
 # outcome below does not hinge on one lucky band.

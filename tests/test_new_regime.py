@@ -10,11 +10,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-import regimes
-from curation.shards import read_shard
-from curation.tokenizer import load_tokenizer
-from jobs.build import BuildConfig, RunOptions, run_build
-from regimes.base import Phase1Context, Phase1Output, Phase1Transform
+from curate import regimes
+from curate.curation.shards import read_shard
+from curate.curation.tokenizer import load_tokenizer
+from curate.jobs.build import BuildConfig, RunOptions, run_build
+from curate.regimes.base import Phase1Context, Phase1Output, Phase1Transform
 from test_build import corpus, write_jsonl
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from curation.errors import UserError
-from curation.shards import read_shard
-from jobs.build import BuildConfig, RunOptions, run_build
-from regimes import REGISTRY, get_regime
+from curate.curation.errors import UserError
+from curate.curation.shards import read_shard
+from curate.jobs.build import BuildConfig, RunOptions, run_build
+from curate.regimes import REGISTRY, get_regime
 from test_build import CURATE, REPO, corpus, phase_table, run_cli, tree_digest, write_jsonl
 
 DOCUMENTS = 205  # phase 1 = 103 rows: 10 documents 10 times each, one more 3 times

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from typer.testing import CliRunner
 
-from curation.report import PLOTS, load_builds, render_report
+from curate.curation.report import PLOTS, load_builds, render_report
 from tests.stats_builds import stats_builds  # noqa: F401  (the shared fixture)
 
 CHROMIUM_FLAGS = (
@@ -34,7 +34,7 @@ def _browse(page: str, profile: str, *arguments: str) -> subprocess.CompletedPro
 @pytest.fixture(scope="module")
 def report(stats_builds, tmp_path_factory) -> str:
     """The report of A, C and D written by the CLI; returns its path."""
-    from jobs.cli import app
+    from curate.jobs.cli import app
 
     page = tmp_path_factory.mktemp("report") / "report.html"
     folders = [stats_builds[regime][0] for regime in "ACD"]
@@ -77,7 +77,7 @@ def test_every_plot_draws_in_headless_chromium(report, tmp_path):
 
 
 def test_report_needs_stats_json(tmp_path):
-    from jobs.cli import app
+    from curate.jobs.cli import app
 
     result = CliRunner().invoke(app, ["report", str(tmp_path), "-o", str(tmp_path / "r.html")])
     assert result.exit_code != 0 and "run `curate stats" in str(result.exception)

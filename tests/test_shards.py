@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from curation.shards import table_to_ipc_bytes
+from curate.curation.shards import table_to_ipc_bytes
 
 
 def test_a_slice_of_a_larger_block_gives_the_same_bytes_as_a_fresh_table():

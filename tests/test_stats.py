@@ -12,19 +12,19 @@ import pytest
 from datasketch import HyperLogLogPlusPlus
 from typer.testing import CliRunner
 
-from curation.codelang import detect_code_language
-from curation.detect import detect_language
-from curation.manifest import canonical_json, read_json
-from curation.shards import read_shard, write_shard
-from curation.hashing import GOLDEN, mix64
-from curation.sketches import Moments, hll_count, hll_registers
-import curation.stats
-import jobs.reduce
-from curation.stats import CoveragePartial, finalize, merge_partials, table_partial
-from curation.text_features import text_language
-from curation.vl import encode_record
-from dedup.prompt_dedup import PromptDedupConfig, dedup_record
-from jobs.stages.stats import compute_build_stats, discover_phases, prompt_duplication, shard_partial
+from curate.curation.codelang import detect_code_language
+from curate.curation.detect import detect_language
+from curate.curation.manifest import canonical_json, read_json
+from curate.curation.shards import read_shard, write_shard
+from curate.curation.hashing import GOLDEN, mix64
+from curate.curation.sketches import Moments, hll_count, hll_registers
+import curate.curation.stats
+import curate.jobs.reduce
+from curate.curation.stats import CoveragePartial, finalize, merge_partials, table_partial
+from curate.curation.text_features import text_language
+from curate.curation.vl import encode_record
+from curate.dedup.prompt_dedup import PromptDedupConfig, dedup_record
+from curate.jobs.stages.stats import compute_build_stats, discover_phases, prompt_duplication, shard_partial
 from tests.stats_builds import DEDUP, stats_builds  # noqa: F401  (the shared fixture)
 from tests.vl_samples import FLAT, LLAVA, MESSAGES_PARTS
 
@@ -102,7 +102,7 @@ def _random_tree_merge(partials: list[CoveragePartial], rng: random.Random) -> C
 
 
 def test_sampled_statistics_do_not_depend_on_partitioning_or_merge_order(stats_builds, monkeypatch):
-    monkeypatch.setattr(curation.stats, "SAMPLE_KEYS", 8)  # C holds 168 distinct documents: both samples are cut
+    monkeypatch.setattr(curate.curation.stats, "SAMPLE_KEYS", 8)  # C holds 168 distinct documents: both samples are cut
     folder = stats_builds["C"][0]
     table = pa.concat_tables(read_shard(folder, path) for paths in discover_phases(folder).values() for path in paths)
     results = set()
@@ -128,11 +128,11 @@ def _documents_with_copies(distinct: int, seed: int) -> pa.Table:
 
 def test_sampled_estimates_stay_within_their_stated_error(monkeypatch):
     table = _documents_with_copies(20_000, seed=3)
-    monkeypatch.setattr(curation.stats, "SAMPLE_KEYS", 1 << 24)
+    monkeypatch.setattr(curate.curation.stats, "SAMPLE_KEYS", 1 << 24)
     exact = finalize(table_partial(table))
     assert exact["sample_keys"]["documents"] == exact["distinct_documents"] == 20_000
     capacity = 2048
-    monkeypatch.setattr(curation.stats, "SAMPLE_KEYS", capacity)
+    monkeypatch.setattr(curate.curation.stats, "SAMPLE_KEYS", capacity)
     partials = [table_partial(table.slice(start, 5000)) for start in range(0, table.num_rows, 5000)]
     sampled = finalize(merge_partials(partials))
     assert sampled["sample_keys"] == {"capacity": capacity, "documents": capacity, "ngrams_8": capacity}
@@ -148,7 +148,7 @@ def test_sampled_estimates_stay_within_their_stated_error(monkeypatch):
 
 
 def test_build_stats_merged_in_a_tree_of_ray_tasks_match_in_any_grouping(stats_builds, monkeypatch):
-    monkeypatch.setattr(jobs.reduce, "FAN_IN", 2)
+    monkeypatch.setattr(curate.jobs.reduce, "FAN_IN", 2)
     folder, stats = stats_builds["C"]
     phases = {name: paths[::-1] for name, paths in discover_phases(folder).items()}
     recomputed = compute_build_stats(folder, DEDUP, stats_builds["A"][0], phases)
@@ -253,7 +253,7 @@ def test_source_field_slices_sizes(stats_builds):
 
 
 def test_stats_command_prints_and_recomputes(stats_builds, tmp_path):
-    from jobs.cli import app
+    from curate.jobs.cli import app
 
     folder, stats = stats_builds["D"]
     runner = CliRunner()
@@ -306,8 +306,8 @@ def test_prose_is_not_code(text):
 
 
 def test_reference_must_share_the_tokenizer(stats_builds, tmp_path):
-    from curation.errors import UserError
-    from jobs.stages.stats import compute_build_stats
+    from curate.curation.errors import UserError
+    from curate.jobs.stages.stats import compute_build_stats
 
     folder = stats_builds["D"][0]
     other = tmp_path / "other"

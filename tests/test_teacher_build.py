@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from curation.shards import read_shard
-from jobs.build import BuildConfig, RunOptions, run_build
-from regimes.teacher_rewrite import shard_stats_name
+from curate.curation.shards import read_shard
+from curate.jobs.build import BuildConfig, RunOptions, run_build
+from curate.regimes.teacher_rewrite import shard_stats_name
 from tests.tiny_qwen3 import build_tiny_qwen3
 
 OUTPUT_SHAPE = r"<output>[a-z ]{1,30}</output>"

@@ -18,10 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pyarrow as pa
 import pytest
 
-from curation.errors import UserError
-from curation.shards import read_shard, shard_info, write_shard
-from curation.teacher.config import TeacherConfig
-from regimes.teacher_rewrite import rewrite_phase1, shard_stats_name
+from curate.curation.errors import UserError
+from curate.curation.shards import read_shard, shard_info, write_shard
+from curate.curation.teacher.config import TeacherConfig
+from curate.regimes.teacher_rewrite import rewrite_phase1, shard_stats_name
 from tests.tiny_qwen3 import write_source_shards
 
 MARKERS = {"en": "Content to rewrite: ", "zh": "需要改写的内容："}
@@ -266,7 +266,7 @@ def test_a_source_that_already_has_ds_columns_is_refused_before_any_request(teac
 @pytest.fixture(scope="module")
 def build_a(ray_local, tmp_path_factory):
     """A complete regime A build of every document above, one per line."""
-    from jobs.build import BuildConfig, RunOptions, run_build
+    from curate.jobs.build import BuildConfig, RunOptions, run_build
 
     root = tmp_path_factory.mktemp("teacher-builds")
     texts = [text for shard in SHARDS for text in shard] + [f"Plain document number {i}." for i in range(391)]
@@ -278,7 +278,7 @@ def build_a(ray_local, tmp_path_factory):
 
 
 def build_d(teacher: Teacher, source, out, **settings) -> dict:
-    from jobs.build import BuildConfig, RunOptions, run_build
+    from curate.jobs.build import BuildConfig, RunOptions, run_build
 
     config = BuildConfig(regime="D", source=str(source), near_dedup=False, vocab_size=300, shard_rows=64,
                          settings=config_for(teacher, **settings).to_dict())

@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from curation.errors import UserError
-from curation.teacher.config import PAPER_TEACHER_MODEL, TeacherConfig
-from curation.teacher.parse import STRUCTURED_OUTPUT_REGEX, parse_rewrite
-from curation.teacher.prompt import build_prompt, prompt_template, prompt_variant
+from curate.curation.errors import UserError
+from curate.curation.teacher.config import PAPER_TEACHER_MODEL, TeacherConfig
+from curate.curation.teacher.parse import STRUCTURED_OUTPUT_REGEX, parse_rewrite
+from curate.curation.teacher.prompt import build_prompt, prompt_template, prompt_variant
 
 REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference")
 PAPER = os.path.join(REFERENCE, "benchmark-shadows-paper.txt")
@@ -133,7 +133,7 @@ def test_cli_rejects_an_unknown_prompt_language_in_one_line():
 
 
 def test_plan_estimates_tokens_and_gpu_hours_from_raw_input(tmp_path):
-    from curation.tokenizer import encode_texts, save_tokenizer, train_bpe
+    from curate.curation.tokenizer import encode_texts, save_tokenizer, train_bpe
 
     texts = ["The cat sat on the mat. " * 4, "def add(a, b):\n    return a + b\n", "学而时习之，不亦说乎？", "有朋自远方来，不亦乐乎？"]
     corpus = tmp_path / "corpus.jsonl"

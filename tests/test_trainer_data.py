@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from curation.shards import read_shard
+from curate.curation.shards import read_shard
 from test_trainer_support import make_build, stdlib_documents
-from trainer.data import load_packed_phases
+from curate.trainer.data import load_packed_phases
 
 SEQ = 32
 
@@ -75,7 +75,7 @@ def test_a_build_behind_an_fsspec_url_reads_the_same(build):
 def test_megatron_export_reads_back_with_megatron_core(build, tmp_path):
     from typer.testing import CliRunner
 
-    from jobs.cli import app
+    from curate.jobs.cli import app
 
     indexed = pytest.importorskip("megatron.core.datasets.indexed_dataset")
     prefix = tmp_path / "megatron" / "corpus"

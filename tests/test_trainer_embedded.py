@@ -9,10 +9,10 @@ from test_trainer_support import one_torch_thread
 
 
 def test_tiny_preset_loss_falls_on_an_embedded_corpus_build(ray_local, tmp_path):
-    from curation.embedded import embedded_records
-    from jobs.build import BuildConfig, RunOptions, run_build
-    from trainer.config import resolve_config
-    from trainer.train import train
+    from curate.curation.embedded import embedded_records
+    from curate.jobs.build import BuildConfig, RunOptions, run_build
+    from curate.trainer.config import resolve_config
+    from curate.trainer.train import train
 
     # Every 25th record of the embedded corpus (standard-library code and pydoc prose) keeps the build quick.
     sample = tmp_path / "embedded-slice.jsonl"

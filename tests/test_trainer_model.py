@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from test_trainer_support import tiny_run
-from trainer.config import resolve_config
-from trainer.model import GPT, megatron_flops_per_sample, parameter_count
+from curate.trainer.config import resolve_config
+from curate.trainer.model import GPT, megatron_flops_per_sample, parameter_count
 
 
 def test_paper_preset_parameter_count_matches_the_formula():
@@ -70,9 +70,9 @@ def test_hf_export_gives_the_same_logits(tmp_path, untied):
     run = tiny_run(tmp_path, {"untie_embeddings_and_output_weights": untied})
     from typer.testing import CliRunner
 
-    from jobs.cli import app
-    from trainer.checkpoint import read_state, resolve_checkpoint
-    from trainer.config import TrainConfig
+    from curate.jobs.cli import app
+    from curate.trainer.checkpoint import read_state, resolve_checkpoint
+    from curate.trainer.config import TrainConfig
 
     exported = tmp_path / "hf"
     result = CliRunner().invoke(app, ["export", "hf", str(run / "checkpoints"), "--output", str(exported)])

@@ -7,12 +7,12 @@ import json
 import pytest
 
 from test_trainer_support import TEST_MODEL, make_build, one_torch_thread, stdlib_documents
-from trainer.config import resolve_config
+from curate.trainer.config import resolve_config
 
 
 def test_two_ray_workers_match_one_process(ray_local, tmp_path):
-    from trainer.ray_train import train_on_ray
-    from trainer.train import train
+    from curate.trainer.ray_train import train_on_ray
+    from curate.trainer.train import train
 
     build = make_build(tmp_path / "build", stdlib_documents(8))
     config = resolve_config("tiny", {**TEST_MODEL, "train_samples": 8 * 3, "lr_warmup_samples": 8})

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from curation.errors import UserError
-from trainer.config import resolve_config
-from trainer.schedule import learning_rate
+from curate.curation.errors import UserError
+from curate.trainer.config import resolve_config
+from curate.trainer.schedule import learning_rate
 
 SCHEDULE = {"lr": 1e-3, "min_lr": 1e-4, "lr_warmup_samples": 100, "train_samples": 1100, "global_batch_size": 10,
             "micro_batch_size": 5}

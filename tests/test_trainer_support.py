@@ -15,9 +15,9 @@ from typing import Iterator
 import pyarrow as pa
 import torch
 
-from curation.manifest import write_manifest
-from curation.shards import shard_name, write_shard
-from curation.tokenizer import encode_texts, eod_token_id, save_tokenizer, train_bpe
+from curate.curation.manifest import write_manifest
+from curate.curation.shards import shard_name, write_shard
+from curate.curation.tokenizer import encode_texts, eod_token_id, save_tokenizer, train_bpe
 
 STDLIB_MODULES = (
     "abc", "bisect", "calendar", "colorsys", "copy", "csv", "dataclasses", "enum", "fnmatch",
@@ -82,8 +82,8 @@ def cli_options(values: dict) -> list[str]:
 
 def tiny_run(root: Path, overrides: dict | None = None, iterations: int = 4) -> Path:
     """Train the test model in this process for a few iterations; returns the run folder."""
-    from trainer.config import resolve_config
-    from trainer.train import train
+    from curate.trainer.config import resolve_config
+    from curate.trainer.train import train
 
     build = make_build(root / "build", stdlib_documents(12))
     values = {**TEST_MODEL, "train_samples": 8 * iterations, "lr_warmup_samples": 8, **(overrides or {})}

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from curation.errors import UserError
+from curate.curation.errors import UserError
 from test_trainer_support import TEST_MODEL, one_torch_thread, cli_options, make_build, stdlib_documents
 
 CURATE = [sys.executable, "-c", "from jobs.cli import main; main()"]
@@ -33,7 +33,7 @@ def curate(*args: str) -> None:
     """Run a `curate` command in this process (one torch thread, as the subprocesses use)."""
     from typer.testing import CliRunner
 
-    from jobs.cli import app
+    from curate.jobs.cli import app
 
     with one_torch_thread():
         result = CliRunner().invoke(app, list(args))
@@ -47,8 +47,8 @@ def single_thread_env() -> dict:
 
 
 def test_loss_falls_on_the_fixture_build(build, tmp_path):
-    from trainer.config import resolve_config
-    from trainer.train import train
+    from curate.trainer.config import resolve_config
+    from curate.trainer.train import train
 
     config = resolve_config("tiny", {**TEST_MODEL, "train_samples": 8 * 40, "lr_warmup_samples": 16, "lr": 3e-3})
     with one_torch_thread():

@@ -13,11 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 import xxhash
 
-from curation.errors import UserError
-from curation.manifest import read_json
-from curation.shards import read_shard
-from curation.vl import decode_record, encode_record, read_vl_records
-from dedup.prompt_dedup import PromptDedupConfig, dedup_record
+from curate.curation.errors import UserError
+from curate.curation.manifest import read_json
+from curate.curation.shards import read_shard
+from curate.curation.vl import decode_record, encode_record, read_vl_records
+from curate.dedup.prompt_dedup import PromptDedupConfig, dedup_record
 from vl_samples import FLAT, LLAVA, MESSAGES_PARTS, SHAREGPT_STRING
 
 NO_DUPLICATES = {
@@ -71,7 +71,7 @@ def _expected_records() -> list[dict]:
 
 def run_vl_build(inputs: list[str], out: str, precedence: list[str] | None = None, resume: bool = False) -> dict:
     """`curate build --regime VL` through the build entry point every regime takes."""
-    from jobs.build import BuildConfig, RunOptions, run_build
+    from curate.jobs.build import BuildConfig, RunOptions, run_build
 
     settings = {"precedence": precedence} if precedence else {}
     config = BuildConfig(regime="VL", inputs=tuple(inputs), shard_rows=3, settings=settings)
@@ -199,7 +199,7 @@ def test_phase_one_is_in_the_seeded_order_of_the_ids(built):
 
 
 def test_dedup_blocks_take_fields_and_precedence(built):
-    from regimes.vl_prompt_dedup import dedup_batch
+    from curate.regimes.vl_prompt_dedup import dedup_batch
 
     text, blobs = encode_record(FLAT)
     block = pa.table({"id": ["f.jsonl:1"], "record": [text], "blobs": pa.array([blobs], pa.list_(pa.binary()))})

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from curation.vl import ShapeError, decode_record, encode_record, parse_vl_record
-from dedup.prompt_dedup import (
+from curate.curation.vl import ShapeError, decode_record, encode_record, parse_vl_record
+from curate.dedup.prompt_dedup import (
     PromptDedupConfig,
     count_duplicate_segments,
     dedup_record,

@@ -79,8 +79,8 @@ def write_source_shards(root: str, shards: list[list[str]]) -> list[str]:
     """Write A-like phase-1 shards of the given texts (ids "s<shard>-<row>") and a tokenizer.json."""
     import pyarrow as pa
 
-    from curation.shards import shard_name, write_shard
-    from curation.tokenizer import encode_texts, save_tokenizer, train_bpe
+    from curate.curation.shards import shard_name, write_shard
+    from curate.curation.tokenizer import encode_texts, save_tokenizer, train_bpe
 
     texts = [text for shard in shards for text in shard]
     tokenizer = train_bpe(texts + TRAINING_TEXTS, 300)

@@ -1,0 +1,254 @@
+"""`curate build`: the Ray job that builds a regime's corpus, composed from the stages in `jobs/stages/`.
+
+A regime built from input (A, VL) runs
+
+    ingest -> exact -> near -> write (seeded order, tokenizer, phases, phase-1 transform) -> pairs -> stats
+
+and one derived from a complete A build (B, C, D; `--from OUT_A`, or A built first under
+`OUT/_work/base`) runs copy -> derive (phase-1 transform) -> stats. The manifest is written last.
+Nothing here names a regime: the registry says which transform phase 1 gets and what it is built from.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import asdict, dataclass, field, replace
+
+import ray
+
+from curate.curation.errors import UserError
+from curate.curation.ingest import IngestConfig
+from curate.curation.manifest import FORMAT_VERSION, config_hash, is_complete, load_manifest, write_manifest
+from curate.curation.readers import InputFile, list_input_files
+from curate.curation.tokenizer import load_tokenizer
+from curate.dedup.near import NearDedupConfig
+from curate.jobs.ray_cluster import init_ray, set_parallelism, shuffle_partitions
+from curate.jobs.runner import Progress, StageRunner, prepare_output
+from curate.jobs.stages.dedup import exact_stage, near_stage, write_pairs
+from curate.jobs.stages.derive import copy_stage, derive_stage
+from curate.jobs.stages.ingest import check_bad_fraction, ingest_stage
+from curate.jobs.stages.order import write_stage
+from curate.jobs.stages.stats import build_stats
+from curate.regimes import Regime, get_regime, recipe_record
+
+TOOL_VERSION = "0.1.0"
+EMBEDDED_INPUT_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything that decides a build's bytes, and nothing that does not (paths, CPUs, verbosity).
+
+    `settings` are the settings of the regime's phase-1 transform (see its module); they are
+    checked, completed with defaults and recorded in the manifest's recipe.
+    """
+
+    regime: str = "A"
+    inputs: tuple[str, ...] = ()
+    text_field: str = "text"
+    max_doc_bytes: int = 8 * 1024 * 1024
+    max_bad_fraction: float = 0.5
+    seed: int = 0
+    shard_rows: int = 10_000
+    tokenizer: str | None = None
+    vocab_size: int = 16_384
+    near_dedup: bool = True
+    near_threshold: float = 0.8
+    num_perm: int = 128
+    ngram_size: int = 5
+    keep: str = "min-id"
+    holdout: float = 0.0
+    source: str | None = None
+    settings: dict = field(default_factory=dict)
+
+    def hashed(self) -> dict:
+        """The configuration as recorded: a derived build names its source by config hash, not path."""
+        values = asdict(self)
+        if self.source is not None:
+            values["source"] = load_manifest(self.source)["config_hash"]
+        return values
+
+    def near(self) -> NearDedupConfig:
+        return NearDedupConfig(
+            threshold=self.near_threshold, num_perm=self.num_perm, ngram_size=self.ngram_size, keep=self.keep, seed=self.seed
+        )
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    output: str
+    resume: bool = False
+    overwrite: bool = False
+    num_cpus: int | None = None
+    address: str | None = None
+    quiet: bool = False
+    json_progress: bool = False
+    shared_output: bool = False
+    keep_work: bool = False
+
+
+def run_build(config: BuildConfig, options: RunOptions) -> dict:
+    """Build `config.regime` into `options.output`; returns the manifest and the stage timings."""
+    regime = get_regime(config.regime)
+    config = replace(config, regime=regime.name, settings=validate(regime, config))
+    out = options.output if "://" in options.output else os.path.abspath(options.output)
+    files = list_input_files(list(config.inputs)) if config.inputs else []
+    prepare_output(out, options.resume, options.overwrite)
+    progress = Progress(options.quiet, options.json_progress)
+    runner = StageRunner(out, progress)
+    bars = sys.stderr.isatty() and not options.quiet and not options.json_progress
+    init_ray(options.address, options.num_cpus, progress_bars=bars)
+    check_shared_output(out, options.shared_output)
+    set_parallelism(_input_bytes(config, files))
+    runner.check_config({"config": asdict(config)})
+    runner.check_inputs([f.fingerprint() for f in files])
+    progress.line(f"curate build --regime {regime.name} -> {out}")
+    if regime.derived_from is None:
+        manifest = build_from_input(config, regime, files, out, runner)
+    else:
+        source = config.source
+        if source is None:
+            source = runner.path("base")
+            if not is_complete(source):
+                base = get_regime(regime.derived_from)
+                base_config = replace(config, regime=base.name, settings=validate(base, replace(config, settings={})))
+                build_from_input(base_config, base, files, source, StageRunner(source, progress))
+        manifest = derive(config, regime, source, out, runner)
+    if not options.keep_work:
+        runner.remove()
+    return {"manifest": manifest, "timings": runner.timings}
+
+
+def check_shared_output(out: str, declared_shared: bool) -> None:
+    """A local OUT on a cluster of several nodes must be a mount every node sees, as the user declares."""
+    if "://" in out and not out.startswith("file://") or declared_shared:
+        return
+    nodes = [node for node in ray.nodes() if node["Alive"]]
+    if len(nodes) > 1:
+        raise UserError(
+            f"--output {out} is a local path, but Ray has {len(nodes)} nodes: write to storage every node sees "
+            "(s3://, gs://), or pass --shared-output if the path is a mount every node shares"
+        )
+
+
+def build_from_input(config: BuildConfig, regime: Regime, files: list[InputFile], out: str, runner: StageRunner) -> dict:
+    """Run the stages of a regime built from its input into `out`; return its manifest (written last)."""
+    transform = regime.transform
+    ingest_config = IngestConfig(text_field=config.text_field, max_doc_bytes=config.max_doc_bytes)
+    ingest = runner.run(
+        "ingest",
+        lambda d: ingest_stage(files, ingest_config, transform, config.settings, config.shard_rows, out, d),
+    )
+    check_bad_fraction(ingest, config.max_bad_fraction)
+    docs_dir = f"{runner.path('ingest')}/docs"
+    exact = {"exact_duplicates": 0}
+    near = {"near_duplicates": 0}
+    if transform.deduplicates:
+        exact = runner.run("exact", lambda d: exact_stage(d, docs_dir))
+        docs_dir = f"{runner.path('exact')}/docs"
+        if config.near_dedup:
+            near_config = replace(config.near(), num_partitions=shuffle_partitions())
+            near = runner.run("near", lambda d: near_stage(near_config, d, docs_dir))
+            docs_dir = f"{runner.path('near')}/docs"
+    written = runner.run(
+        "write",
+        lambda d: write_stage(
+            docs_dir, transform, config.settings, config.seed, config.shard_rows, config.tokenizer, config.vocab_size,
+            config.holdout, out,
+        ),
+    )
+    counts = with_dropped(
+        {
+            "input": ingest["input"],
+            "quarantined": ingest["quarantined"],
+            "exact_duplicates": exact["exact_duplicates"],
+            "near_duplicates": near["near_duplicates"],
+            "kept": written["documents"],
+        }
+        | ({"held_out": written["holdout"]["rows"]} if written["holdout"] else {}),
+        written["dropped"],
+    )
+    if transform.deduplicates:
+        near_dir = f"{runner.path('near')}/pairs" if config.near_dedup else None
+        runner.run("pairs", lambda d: {"pairs": write_pairs(out, f"{runner.path('exact')}/pairs", near_dir, config.shard_rows)})
+    dedup = counts | {"quarantine_reasons": ingest["reasons"], "near": near.get("near", {})}
+    phases, sections = written["phases"], written["sections"]
+    runner.run("stats", lambda d: {"stats": bool(build_stats(out, dedup, None, phases, sections))})
+    manifest = make_manifest(regime, config, phases, counts, written["tokenizer"], ingest["inputs"])
+    manifest |= {"dedup": dedup} | sections | ({"holdout": written["holdout"]} if written["holdout"] else {})
+    write_manifest(out, manifest)
+    return manifest
+
+
+def derive(config: BuildConfig, regime: Regime, source: str, out: str, runner: StageRunner) -> dict:
+    """Build a derived regime from the complete build at `source`; return its manifest (written last)."""
+    source_manifest = load_manifest(source)
+    if source_manifest["regime"] != regime.derived_from:
+        raise UserError(
+            f"--from must name a complete regime {regime.derived_from} build; {source} is regime {source_manifest['regime']}"
+        )
+    runner.run("copy", lambda d: copy_stage(source, source_manifest, out))
+    derived = runner.run(
+        "derive",
+        lambda d: derive_stage(regime.transform, config.settings, config.seed, config.shard_rows, source, source_manifest, out),
+    )
+    phases = [derived["phase"]] + [phase for phase in source_manifest["phases"] if phase["name"] != "phase-1"]
+    dedup = source_manifest.get("dedup", {})
+    runner.run("stats", lambda d: {"stats": bool(build_stats(out, dedup, source, phases, derived["sections"]))})
+    counts = with_dropped(source_manifest["counts"], derived["dropped"])
+    manifest = make_manifest(regime, config, phases, counts, source_manifest["tokenizer"], source_manifest["inputs"])
+    manifest |= {"dedup": dedup} | derived["sections"] | {k: source_manifest[k] for k in ("holdout",) if k in source_manifest}
+    manifest["source"] = {"config_hash": source_manifest["config_hash"], "regime": source_manifest["regime"]}
+    write_manifest(out, manifest)
+    return manifest
+
+
+def with_dropped(counts: dict, dropped: int) -> dict:
+    """The counts after the phase-1 transform dropped `dropped` kept documents; they must add up."""
+    if dropped:
+        counts = counts | {"kept": counts["kept"] - dropped, "dropped": counts.get("dropped", 0) + dropped}
+    if sum(v for k, v in counts.items() if k != "input") != counts["input"]:
+        raise RuntimeError(f"counts do not add up: {counts}")
+    return counts
+
+
+def make_manifest(regime: Regime, config: BuildConfig, phases: list[dict], counts: dict, tokenizer: dict | None, inputs: list) -> dict:
+    hashed = config.hashed()
+    return {
+        "format_version": FORMAT_VERSION,
+        "regime": regime.name,
+        "recipe": recipe_record(regime, config.settings),
+        "phases": phases,
+        "counts": counts,
+        "tokenizer": tokenizer,
+        "config": hashed,
+        "config_hash": config_hash(hashed),
+        "inputs": inputs,
+        "tool_version": TOOL_VERSION,
+    }
+
+
+def validate(regime: Regime, config: BuildConfig) -> dict:
+    """Refuse option combinations that cannot make the regime, with one line each; return the checked settings."""
+    if regime.derived_from is None and config.source is not None:
+        raise UserError(f"--from derives a regime from a complete build; regime {regime.name} is built from --input")
+    if regime.derived_from is None and not config.inputs and not regime.transform.embedded_input:
+        raise UserError(f"--regime {regime.name} needs --input: the embedded default corpus holds no {regime.name} records")
+    if config.source is not None:
+        load_manifest(config.source)
+    if config.tokenizer is not None:
+        load_tokenizer(config.tokenizer)
+    if config.shard_rows < 1:
+        raise UserError(f"--shard-rows must be at least 1, got {config.shard_rows}")
+    if not 0 <= config.holdout < 1:
+        raise UserError(f"--holdout must be in [0, 1), got {config.holdout}")
+    if config.keep not in ("min-id", "longest", "first"):
+        raise UserError(f"--keep must be min-id, longest or first, got {config.keep!r}")
+    return regime.transform.check(config.settings)
+
+
+def _input_bytes(config: BuildConfig, files: list[InputFile]) -> int:
+    if config.source is not None:
+        return sum(i.get("bytes", 0) for i in load_manifest(config.source)["inputs"])
+    return sum(f.size for f in files) if files else EMBEDDED_INPUT_BYTES

@@ -1,0 +1,76 @@
+"""One regime of an experiment, as one Ray task: train, then diagnose and evaluate every checkpoint.
+
+Everything here skips what a marker says is finished: a run whose newest checkpoint is its
+last iteration is not trained again, a checkpoint with a diagnostics `summary.json` is not
+analysed again, one with an evaluation file is not evaluated again. The regime's combined
+files (`diagnostics/<regime>/summary.json`, then `eval/<regime>.json`) are written last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from curate.curation.manifest import canonical_json
+from curate.diagnostics.checkpoints import resolve_checkpoints
+from curate.diagnostics.diagnose import SUMMARY_FILE, diagnose
+from curate.diagnostics.summary import build_summary
+from curate.jobs.experiment import Layout, write_if_changed
+from curate.trainer.checkpoint import latest_checkpoint, read_state
+from curate.trainer.config import TrainConfig
+from curate.trainer.evaluate import evaluate_checkpoint, load_holdout
+from curate.trainer.initial import save_initial_checkpoint
+from curate.trainer.train import train
+
+
+def _read(path: str) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def train_regime(config: TrainConfig, layout: Layout, regime: str) -> None:
+    """Train from the iteration-0 checkpoint to the end, continuing a run that stopped midway."""
+    run, data = layout.run(regime), layout.build(regime)
+    save_initial_checkpoint(config, data, run)
+    if read_state(latest_checkpoint(run))["iteration"] < config.train_iters:
+        train(config, data, run, resume=True, echo=lambda line: None)
+
+
+def diagnose_regime(layout: Layout, regime: str) -> list[str]:
+    """Diagnose each checkpoint against iteration 0 (one folder per checkpoint); returns the checkpoints."""
+    checkpoints = [checkpoint.path for checkpoint in resolve_checkpoints([layout.run(regime)])]
+    base = checkpoints[0]
+    summaries, skipped = [], []
+    for checkpoint in checkpoints:
+        folder = layout.diagnostics(regime, os.path.basename(checkpoint))
+        path = os.path.join(folder, SUMMARY_FILE)
+        if not os.path.exists(path):
+            diagnose([checkpoint], folder, base=base)
+        summary = _read(path)
+        summaries.extend(summary["checkpoints"])
+        skipped = summary["skipped"]
+    combined = build_summary(summaries, skipped, base)
+    write_if_changed(os.path.join(layout.diagnostics(regime), SUMMARY_FILE), canonical_json(combined))
+    return checkpoints
+
+
+def evaluate_regime(layout: Layout, regime: str, checkpoints: list[str], slice_field: str | None) -> None:
+    """Held-out loss of each checkpoint on A's holdout (shared by every regime), then the regime's file."""
+    held_out = None
+    results = []
+    for checkpoint in checkpoints:
+        path = layout.evaluation(regime, os.path.basename(checkpoint))
+        if not os.path.exists(path):
+            held_out = held_out or load_holdout(layout.build("A"), slice_field)
+            write_if_changed(path, canonical_json(evaluate_checkpoint(checkpoint, held_out)))
+        results.append(_read(path))
+    record = {"regime": regime, "holdout": "builds/A/holdout", "slice_field": slice_field, "checkpoints": results}
+    write_if_changed(layout.evaluation(regime), canonical_json(record))
+
+
+def run_regime(config: TrainConfig, root: str, regime: str, slice_field: str | None) -> None:
+    """Train, diagnose and evaluate one regime of the experiment in `root`."""
+    layout = Layout(root)
+    train_regime(config, layout, regime)
+    checkpoints = diagnose_regime(layout, regime)
+    evaluate_regime(layout, regime, checkpoints, slice_field)

@@ -1,0 +1,127 @@
+"""The write stage: P in its seeded order, the holdout, the tokenizer, the phases, phase 1 through the
+regime's transform.
+
+The order is a sort by a keyed hash of each id with the seed (never Ray's block order). With
+`--holdout`, the documents whose keyed holdout hash falls in the given share of its range are set
+aside in `OUT/holdout/` (in seeded order), in no phase; the tokenizer is trained on the rest.
+Phase 1 is the first ceil(|P|/2) remaining rows, phase 2 the rest (regimes with one phase keep all
+of P in phase 1). Phase 2 and the holdout are written as they are; phase 1 goes to the regime's
+transform, which writes it.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import ray
+from tokenizers import Tokenizer
+
+from curate.curation.order import keyed_hash, order_keys
+from curate.curation.tokenizer import eod_token_id, load_tokenizer, save_tokenizer, train_bpe
+from curate.jobs.datasets import read_parquet, sort_rows
+from curate.jobs.stages.write import ordered_blocks, write_dataset
+from curate.regimes.base import Phase1Context, Phase1Transform
+
+TOKENIZER_TRAIN_BYTES = 256 * 1024 * 1024
+HASH_RANGE = 1 << 63  # keyed hashes are 63-bit non-negative integers
+
+
+def seeded_order(docs: "ray.data.Dataset", seed: int) -> "ray.data.MaterializedDataset":
+    """Documents sorted by (keyed hash of the id with the seed, id)."""
+    salt = f"{seed}:order"
+    keyed = docs.map_batches(lambda t: t.append_column("order_key", order_keys(t["id"], salt)), batch_format="pyarrow")
+    return sort_rows(keyed, ["order_key", "id"])
+
+
+def _with_holdout_mark(table: pa.Table, fraction: float, seed: int) -> pa.Table:
+    """`held_out`: a keyed hash of the id with the seed below `fraction` of its range (a seeded share)."""
+    keys = keyed_hash(table["id"].to_pylist(), f"{seed}:holdout")
+    return table.append_column("held_out", pc.less(keys, int(fraction * HASH_RANGE)))
+
+
+def _marked(table: pa.Table, held: bool) -> pa.Table:
+    mark = table["held_out"]
+    return table.filter(mark if held else pc.invert(mark)).drop_columns(["held_out"])
+
+
+@ray.remote
+def _trained_tokenizer(blocks: list["ray.ObjectRef"], vocab_size: int) -> str:
+    """A BPE trained on the texts of `blocks`, in order, up to TOKENIZER_TRAIN_BYTES (fetched one block at a time)."""
+
+    def texts() -> Iterator[str]:
+        seen = 0
+        for block in blocks:
+            for text in ray.get(block)["text"].to_pylist():
+                yield text
+                seen += len(text)
+                if seen >= TOKENIZER_TRAIN_BYTES:
+                    return
+
+    return train_bpe(texts(), vocab_size).to_str()
+
+
+def _train_tokenizer(ordered: "ray.data.MaterializedDataset", vocab_size: int) -> Tokenizer:
+    """Train the build's BPE on the first TOKENIZER_TRAIN_BYTES of the seeded order (deterministic),
+    in a Ray task: the trainer's word counts never sit in the driver."""
+    return Tokenizer.from_str(ray.get(_trained_tokenizer.remote(ordered.to_arrow_refs(), vocab_size)))
+
+
+def _tokenizer(ordered: "ray.data.Dataset", transform: Phase1Transform, path: str | None, vocab_size: int, out: str):
+    if not transform.tokenizes:
+        return None
+    tokenizer = load_tokenizer(path) if path else _train_tokenizer(ordered, vocab_size)
+    save_tokenizer(tokenizer, f"{out}/tokenizer.json")
+    return tokenizer
+
+
+def write_stage(
+    docs_dir: str,
+    transform: Phase1Transform,
+    settings: dict,
+    seed: int,
+    shard_rows: int,
+    tokenizer_path: str | None,
+    vocab_size: int,
+    holdout: float,
+    out: str,
+) -> dict:
+    """Order the kept documents, set the holdout aside, split the phases, tokenize and write phase 2
+    and the holdout, hand phase 1 to the transform."""
+    ordered = seeded_order(read_parquet(docs_dir), seed)
+    _, schema = ordered_blocks(ordered)
+    held = None
+    if holdout:
+        marked = ordered.map_batches(_with_holdout_mark, fn_kwargs={"fraction": holdout, "seed": seed}, batch_format="pyarrow")
+        held = marked.map_batches(_marked, fn_kwargs={"held": True}, batch_format="pyarrow").materialize()
+        ordered = marked.map_batches(_marked, fn_kwargs={"held": False}, batch_format="pyarrow").materialize()
+    tokenizer = _tokenizer(ordered, transform, tokenizer_path, vocab_size, out)
+    tokenizer_json = tokenizer.to_str() if tokenizer is not None else None
+    rows = ordered.count()
+    parts = ordered.split_at_indices([math.ceil(rows / 2)]) if transform.phases == 2 else [ordered]
+    context = Phase1Context(
+        settings=settings,
+        seed=seed,
+        out=out,
+        tokenizer_json=tokenizer_json,
+        phase1=lambda: parts[0],
+        write=partial(write_dataset, root=out, folder="phase-1", shard_rows=shard_rows, tokenizer_json=tokenizer_json, like=schema),
+    )
+    output = transform.apply(context)
+    phases = [output.phase] + [
+        write_dataset(part, out, f"phase-{number}", shard_rows, tokenizer_json, like=schema)
+        for number, part in enumerate(parts[1:], start=2)
+    ]
+    return {
+        "documents": rows,
+        "phases": phases,
+        "holdout": None if held is None else write_dataset(held, out, "holdout", shard_rows, tokenizer_json, like=schema),
+        "sections": output.sections,
+        "dropped": output.dropped,
+        "tokenizer": None if tokenizer is None else {
+            "path": "tokenizer.json", "eod_token_id": eod_token_id(tokenizer), "vocab_size": tokenizer.get_vocab_size()
+        },
+    }

@@ -1,0 +1,139 @@
+"""`curate train` and `curate export megatron|hf`.
+
+Every field of `curate.trainer.config.TrainConfig` is an option of `curate train`, named as
+Megatron-LM names it (`num_layers` -> `--num-layers`), so the options cannot drift from
+the configuration. Only options given on the command line override the preset and the
+build's `recipe.train_overrides`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from curate.curation.errors import UserError
+
+
+def option_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def _option_parameter(field: dataclasses.Field) -> inspect.Parameter:
+    """A keyword parameter for Typer: default None means "not given on the command line"."""
+    help_text = field.metadata.get("help", "")
+    if field.type in ("bool", bool):
+        name = option_name(field.name)
+        declaration = typer.Option(None, f"{name}/--no-{name[2:]}", help=help_text, show_default=False)
+        annotation: Any = Optional[bool]
+    elif field.name == "save_fractions":
+        declaration = typer.Option(None, option_name(field.name), help=help_text + " Comma-separated.")
+        annotation = Optional[str]
+    else:
+        kind = {"int": int, "float": float, "str": str}[str(field.type)]
+        declaration = typer.Option(None, option_name(field.name), help=help_text, show_default=False)
+        annotation = Optional[kind]
+    return inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=declaration, annotation=annotation)
+
+
+def _parse_overrides(values: dict[str, Any]) -> dict[str, Any]:
+    overrides = {key: value for key, value in values.items() if value is not None}
+    if "save_fractions" in overrides:
+        try:
+            overrides["save_fractions"] = tuple(float(part) for part in overrides["save_fractions"].split(","))
+        except ValueError:
+            raise UserError("--save-fractions takes comma-separated numbers, e.g. 0.25,0.5") from None
+    return overrides
+
+
+def train_command(
+    data: str,
+    output: str,
+    preset: str,
+    resume: bool,
+    workers: int,
+    gpus_per_worker: float,
+    **options: Any,
+) -> None:
+    """Train the paper's decoder on a build: phase 1 in the first half of training, phase 2 in the second."""
+    from curate.curation.manifest import load_manifest
+    from curate.trainer.config import resolve_config
+
+    manifest = load_manifest(data)
+    build_overrides = manifest.get("recipe", {}).get("train_overrides", {})
+    config = resolve_config(preset, build_overrides, _parse_overrides(options))
+    if workers > 1 or gpus_per_worker > 0:
+        from curate.trainer.ray_train import train_on_ray
+
+        result = train_on_ray(config, data, output, resume, workers, gpus_per_worker)
+    else:
+        from curate.trainer.train import train
+
+        result = train(config, data, output, resume=resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(f"done: iteration {result.iteration}, loss {result.last_loss:.4f}, checkpoint {result.checkpoint}")
+
+
+def _train_signature() -> inspect.Signature:
+    from curate.trainer.config import PRESETS, config_fields
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    fixed = [
+        inspect.Parameter("data", keyword, annotation=str,
+                          default=typer.Option(..., "--data", help="A complete build folder (local or fsspec URL).")),
+        inspect.Parameter("output", keyword, annotation=str,
+                          default=typer.Option(..., "--output", help="The run folder to write (local path, s3:// or gs://).")),
+        inspect.Parameter("preset", keyword, annotation=str,
+                          default=typer.Option("tiny", "--preset", help=f"One of {', '.join(PRESETS)}.")),
+        inspect.Parameter("resume", keyword, annotation=bool,
+                          default=typer.Option(False, "--resume", help="Continue from the run's newest checkpoint.")),
+        inspect.Parameter("workers", keyword, annotation=int,
+                          default=typer.Option(1, "--workers", help="Ray Train workers (DDP); 1 runs in this process.")),
+        inspect.Parameter("gpus_per_worker", keyword, annotation=float,
+                          default=typer.Option(0.0, "--gpus-per-worker", help="GPUs per Ray Train worker.")),
+    ]
+    return inspect.Signature(fixed + [_option_parameter(field) for field in config_fields()])
+
+
+def _train_entry(**kwargs: Any) -> None:
+    fixed = {name: kwargs.pop(name) for name in ("data", "output", "preset", "resume", "workers", "gpus_per_worker")}
+    train_command(**fixed, **kwargs)
+
+
+def export_megatron_command(
+    build: str = typer.Argument(..., help="A complete build folder (local or fsspec URL)."),
+    output: str = typer.Option(..., "--output", help="Path prefix; writes PREFIX_phase-N_text_document.bin/.idx."),
+) -> None:
+    """Write each phase as Megatron-LM's indexed dataset (.bin/.idx), one document per row."""
+    from curate.trainer.export import export_megatron
+
+    for prefix in export_megatron(build, output):
+        typer.echo(f"wrote {prefix}.bin and {prefix}.idx")
+
+
+def export_hf_command(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint folder, or a run folder (its newest checkpoint)."),
+    output: Path = typer.Option(..., "--output", help="Folder for config.json, model.safetensors, tokenizer."),
+) -> None:
+    """Write a Hugging Face Llama checkpoint that transformers and vLLM load."""
+    from curate.trainer.export import export_hf
+
+    typer.echo(f"wrote {export_hf(checkpoint, output)}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `curate train` and `curate export megatron|hf`."""
+    _train_entry.__signature__ = _train_signature()
+    _train_entry.__annotations__ = {
+        name: parameter.annotation for name, parameter in _train_entry.__signature__.parameters.items()
+    }
+    _train_entry.__doc__ = train_command.__doc__
+    app.command("train")(_train_entry)
+    export = typer.Typer(help="Export a build or a checkpoint for other trainers and servers.", no_args_is_help=True)
+    export.command("megatron")(export_megatron_command)
+    export.command("hf")(export_hf_command)
+    app.add_typer(export, name="export")

@@ -1,0 +1,80 @@
+"""What a regime's phase-1 transform is: the contract between `regimes/` and the build stages.
+
+A build makes P (the input after quarantine and de-duplication, in a seeded order), splits it
+into phases and hands phase 1 to its regime's transform through a `Phase1Context`. The
+transform returns the phase-1 entry of the manifest after writing it with `context.write`.
+Everything else (ingest, dedup, order, phase 2, stats, manifest) is the same for every regime.
+
+A transform also says what a document of its regime is (`validate`, `document_types`) and
+whether P is de-duplicated, tokenized and split in two: text regimes keep the defaults; the
+vision-language regime overrides them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import pyarrow as pa
+
+from curate.curation.ingest import IngestConfig, validate
+from curate.curation.readers import RawRecord
+
+
+@dataclass(frozen=True)
+class Phase1Context:
+    """What a transform gets: phase 1 in P's order, its settings, and a writer of shards.
+
+    `phase1()` reads the phase-1 rows as a Ray dataset. A derived build (`--from`) also names
+    the source build and its phase-1 shards, for transforms that work shard by shard.
+    `write(dataset, drop)` writes rows in dataset order as `OUT/phase-1/shard-NNNNN.arrow`
+    (tokenizing them when `input_ids` is missing) and returns the manifest's phase entry.
+    """
+
+    settings: dict
+    seed: int
+    out: str
+    tokenizer_json: str | None
+    phase1: Callable[[], Any]
+    write: Callable[..., dict]
+    source: str | None = None
+    source_shards: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Phase1Output:
+    """The phase-1 entry of the manifest, sections the transform adds to manifest and stats, and
+    how many documents it dropped (they leave `counts.kept` for `counts.dropped`)."""
+
+    phase: dict
+    sections: dict = field(default_factory=dict)
+    dropped: int = 0
+
+
+class Phase1Transform:
+    """Base of every transform: text documents, de-duplicated, tokenized, two phases, no settings.
+
+`embedded_input`: whether the embedded default corpus (text) is a valid input of the regime.
+"""
+
+    name = "identity"
+    deduplicates = True
+    tokenizes = True
+    phases = 2
+    embedded_input = True
+    document_types: Mapping[str, pa.DataType] = {"id": pa.string(), "text": pa.string()}
+
+    def settings_from_options(self, options: Mapping[str, Any]) -> dict:
+        """The transform's settings from `curate build`'s options (CLI names; None when not given)."""
+        return {}
+
+    def check(self, settings: dict) -> dict:
+        """The settings as recorded in the manifest; a one-line UserError when they cannot work."""
+        return dict(settings)
+
+    def validate(self, record: RawRecord, ingest: IngestConfig, settings: dict) -> tuple[dict | None, str | None]:
+        """The document a raw record holds, or its quarantine reason."""
+        return validate(record, ingest)
+
+    def apply(self, context: Phase1Context) -> Phase1Output:
+        raise NotImplementedError

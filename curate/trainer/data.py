@@ -1,0 +1,126 @@
+"""Training data from a build: packed, phase-aware and deterministic.
+
+Each phase's documents are concatenated in manifest order with an end-of-document token
+after each, and cut into sequences of `seq_length + 1` tokens that overlap by one (the
+input and its shifted target). Sample `k` of training (0-based, counted over the whole
+run) is a pure function of the seed and `k`:
+
+- samples `[0, T/2)` come from phase 1 and `[T/2, T)` from phase 2 (T = trained samples);
+- inside a phase, local sample `j` is epoch `j // n` and position `j % n` of that epoch's
+  seeded permutation of the phase's `n` sequences, so a short phase cycles, each epoch in
+  a fresh order.
+
+So a resumed run sees exactly the samples an uninterrupted one would, and a global batch
+holds the same samples whatever the number of workers (each worker takes its slice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from curate.curation.errors import UserError
+from curate.curation.manifest import canonical_json, load_manifest
+from curate.curation.shards import read_shard
+
+PHASES = ("phase-1", "phase-2")
+
+
+def phase_tokens(build: str, phase: dict, eod_token_id: int) -> np.ndarray:
+    """All documents of one phase as one int32 stream, each followed by the EOD token."""
+    streams = []
+    for shard in phase["shards"]:
+        table = read_shard(build, shard["path"])
+        if "input_ids" not in table.column_names:
+            raise UserError(f"{build}/{shard['path']} has no input_ids column (build it with a tokenizer)")
+        documents = table.column("input_ids").combine_chunks()
+        offsets = documents.offsets.to_numpy()
+        values = documents.values.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+        values = values[offsets[0] : offsets[-1]]
+        streams.append(np.insert(values, offsets[1:] - offsets[0], np.int32(eod_token_id)))
+    return np.concatenate(streams) if streams else np.zeros(0, dtype=np.int32)
+
+
+def data_fingerprint(manifest: dict, seed: int, seq_length: int) -> str:
+    """Changes exactly when the samples of a run would change: shard contents, seed, length."""
+    shards = {phase["name"]: [shard["sha256"] for shard in phase["shards"]] for phase in manifest["phases"]}
+    identity = {"shards": shards, "seed": seed, "seq_length": seq_length,
+                "eod_token_id": manifest["tokenizer"]["eod_token_id"]}
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
+
+
+@dataclass
+class PhaseData:
+    name: str
+    tokens: np.ndarray
+    seq_length: int
+
+    @property
+    def sequences(self) -> int:
+        return max(0, (len(self.tokens) - 1) // self.seq_length)
+
+    def sequence(self, index: int) -> np.ndarray:
+        start = index * self.seq_length
+        return self.tokens[start : start + self.seq_length + 1]
+
+
+class PackedPhases:
+    """Maps a global sample index to its `seq_length + 1` tokens (phase 1, then phase 2)."""
+
+    def __init__(self, phases: list[PhaseData], train_samples: int, seed: int):
+        for phase in phases:
+            if phase.sequences == 0:
+                raise UserError(f"{phase.name} has fewer than seq_length + 1 tokens; nothing to train on")
+        self.phases = phases
+        self.train_samples = train_samples
+        self.seed = seed
+        self.boundary = train_samples // 2
+
+    def locate(self, sample: int) -> tuple[int, int]:
+        """(phase index, local sample index) of a global sample index."""
+        if sample < self.boundary:
+            return 0, sample
+        return 1, sample - self.boundary
+
+    def phase_name(self, sample: int) -> str:
+        return self.phases[self.locate(sample)[0]].name
+
+    @lru_cache(maxsize=4)
+    def permutation(self, phase_index: int, epoch: int) -> np.ndarray:
+        generator = np.random.Generator(np.random.PCG64([self.seed, phase_index, epoch]))
+        return generator.permutation(self.phases[phase_index].sequences)
+
+    def sequence_index(self, sample: int) -> tuple[int, int]:
+        """(phase index, index of the packed sequence within its phase) of a global sample."""
+        phase_index, local = self.locate(sample)
+        epoch, position = divmod(local, self.phases[phase_index].sequences)
+        return phase_index, int(self.permutation(phase_index, epoch)[position])
+
+    def sample(self, sample: int) -> np.ndarray:
+        phase_index, sequence = self.sequence_index(sample)
+        return self.phases[phase_index].sequence(sequence)
+
+    def batch(self, samples: range) -> np.ndarray:
+        """Token rows (len(samples), seq_length + 1) for consecutive global sample indices."""
+        return np.stack([self.sample(index) for index in samples]).astype(np.int64)
+
+    def epochs(self) -> dict[str, float]:
+        """How many passes over each phase's sequences the run makes."""
+        counts = [self.boundary, self.train_samples - self.boundary]
+        return {phase.name: count / phase.sequences for phase, count in zip(self.phases, counts)}
+
+
+def load_packed_phases(build: str, seq_length: int, train_samples: int, seed: int) -> tuple[PackedPhases, dict]:
+    """Read a complete build's phases; returns the packed data and the build's manifest."""
+    manifest = load_manifest(build)
+    by_name = {phase["name"]: phase for phase in manifest["phases"]}
+    missing = [name for name in PHASES if name not in by_name]
+    if missing:
+        raise UserError(f"{build} has no {', '.join(missing)} in its manifest")
+    eod = int(manifest["tokenizer"]["eod_token_id"])
+    phases = [PhaseData(name, phase_tokens(build, by_name[name], eod), seq_length) for name in PHASES]
+    return PackedPhases(phases, train_samples, seed), manifest
+
