@@ -114,7 +114,7 @@ def main() -> None:
             rows.append({"name": name, "documents": len(texts), "mb": mb, "floor": floor, **result})
             del texts
 
-    print(f"| input | documents | text MB | build s | s per MB | driver peak MiB | tokenize 1 thread s | build CPU s / tokenize s |")
+    print("| input | documents | text MB | build s | s per MB | driver peak MiB | tokenize 1 thread s | build CPU s / tokenize s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(f"| {row['name']} | {row['documents']:,} | {row['mb']:.1f} | {row['seconds']:.1f} | {row['seconds'] / row['mb']:.3f} | "

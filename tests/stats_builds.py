@@ -114,7 +114,7 @@ def write_builds(root: str) -> dict[str, str]:
         write_phase(out, "phase-1", first, tokenizer)
         write_phase(out, "phase-2", second, tokenizer)
         save_tokenizer(tokenizer, f"{out}/tokenizer.json")
-        write_json_atomic(out, "manifest.json", {"regime": regime, "format_version": 1})
+        write_json_atomic(out, "manifest.json", {"regime": regime, "format_version": 1, "dedup": DEDUP, "phases": []})
         folders[regime] = out
     return folders
 
@@ -135,13 +135,15 @@ def stats_builds(ray_local, tmp_path_factory) -> dict[str, tuple[str, dict]]:
 
     Written once per session, whichever test module asks first (the folder is the memo).
     """
-    from curate.jobs.stages.stats import read_build_stats, write_build_stats
+    from curate.curation.manifest import read_json
+    from curate.curation.stats import STATS_NAME
+    from curate.jobs.stages.stats import write_stats
 
     root = tmp_path_factory.getbasetemp() / "stats-builds"
     folders = {regime: str(root / regime) for regime in "ACD"}
     if not (root / "done").exists():
         write_builds(str(root))
         for regime, folder in folders.items():
-            write_build_stats(folder, DEDUP, None if regime == "A" else folders["A"])
+            write_stats(folder, DEDUP, None if regime == "A" else folders["A"], [], {})
         (root / "done").write_text("")
-    return {regime: (folder, read_build_stats(folder)) for regime, folder in folders.items()}
+    return {regime: (folder, read_json(folder, STATS_NAME)) for regime, folder in folders.items()}

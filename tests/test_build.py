@@ -262,7 +262,7 @@ def test_existing_output_is_refused_without_resume_or_overwrite(tmp_path):
     [
         (["--input", "/nonexistent/input.jsonl"], "curate: error: input not found: /nonexistent/input.jsonl"),
         (["--regime", "Z"], "curate: error: unknown regime 'Z'; valid regimes: A, B, C, D, VL"),
-        (["--keep", "oldest"], "curate: error: --keep must be min-id, longest or first, got 'oldest'"),
+        (["--keep", "oldest"], "curate: error: --keep must be one of min-id, longest, first, got 'oldest'"),
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, args, message):

@@ -9,6 +9,7 @@ calls (resume) and the requests in flight (bounded concurrency).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -281,7 +282,7 @@ def build_d(teacher: Teacher, source, out, **settings) -> dict:
     from curate.jobs.build import BuildConfig, RunOptions, run_build
 
     config = BuildConfig(regime="D", source=str(source), near_dedup=False, vocab_size=300, shard_rows=64,
-                         settings=config_for(teacher, **settings).to_dict())
+                         settings=dataclasses.asdict(config_for(teacher, **settings)))
     return run_build(config, RunOptions(output=str(out), quiet=True))["manifest"]
 
 

@@ -183,7 +183,7 @@ def test_resume_finishes_a_killed_build_and_keeps_finished_shards(built, vl_inpu
     _build(vl_inputs, out, resume=True)
     assert shard.stat().st_mtime_ns == written_at, "a finished stage's shards are not rewritten"
     assert _files(out) == _files(built)
-    shutil.rmtree(out / "_work" / "write")
+    shutil.rmtree(out / "_work" / "phases")
     (out / "manifest.json").unlink()
     _build(vl_inputs, out, resume=True)
     assert _files(out) == _files(built)

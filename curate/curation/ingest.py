@@ -31,10 +31,9 @@ REASONS = {
     "invalid_id": "the id field is neither a string nor an integer",
     "duplicate_id": "another record earlier in the input has the same id",
 }
-RESERVED_COLUMNS = (
-    "id", "text", "input_ids", "input_pos", "origin", "reason", "raw",
-    "copy_index", "rewrite_status", "language", "original_tokens",
-)
+# Columns every build writes or uses; input metadata of these names (or of a regime's own columns,
+# `IngestConfig.regime_columns`) is kept as `input_<name>`.
+BUILD_COLUMNS = ("id", "text", "input_ids", "input_pos", "origin", "reason", "raw")
 # Field metadata of a column whose values in one block had no common Arrow type.
 MIXED = b"curate.mixed_types"
 ARROW_TYPE_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
@@ -43,8 +42,15 @@ QUARANTINE_SCHEMA = pa.schema([("origin", pa.string()), ("reason", pa.string()),
 
 @dataclass(frozen=True)
 class IngestConfig:
+    """How records become documents; `regime_columns` are the shard columns the registered regimes add."""
+
     text_field: str = "text"
     max_doc_bytes: int = 8 * 1024 * 1024
+    regime_columns: tuple[str, ...] = ()
+
+    @property
+    def reserved(self) -> tuple[str, ...]:
+        return BUILD_COLUMNS + self.regime_columns
 
 
 def record_id(record: RawRecord) -> tuple[str | None, str | None]:
@@ -82,7 +88,7 @@ def validate(record: RawRecord, config: IngestConfig) -> tuple[dict | None, str 
     for key, value in obj.items():
         if key in (config.text_field, "id"):
             continue
-        document[f"input_{key}" if key in RESERVED_COLUMNS else key] = value
+        document[f"input_{key}" if key in config.reserved else key] = value
     return document, None
 
 
@@ -172,20 +178,20 @@ def metadata_types(schemas: list[pa.Schema], fixed: set[str]) -> dict[str, pa.Da
     return types
 
 
-def _record_key(column: str) -> str:
+def _record_key(column: str, reserved: tuple[str, ...]) -> str:
     """The input field a metadata column came from (reserved names were prefixed with `input_`)."""
     bare = column.removeprefix("input_")
-    return bare if column != bare and bare in RESERVED_COLUMNS else column
+    return bare if column != bare and bare in reserved else column
 
 
-def conform_metadata(table: pa.Table, types: Mapping[str, pa.DataType | None]) -> pa.Table:
+def conform_metadata(table: pa.Table, types: Mapping[str, pa.DataType | None], reserved: tuple[str, ...]) -> pa.Table:
     """Every metadata column with its build-wide type; fields of no common type as JSON text from `raw`."""
     records = None
     for name, kind in types.items():
         if kind is None:
             if records is None:
                 records = [json.loads(raw) for raw in table["raw"].to_pylist()]
-            key = _record_key(name)
+            key = _record_key(name, reserved)
             values = [None if record.get(key) is None else json.dumps(record[key], ensure_ascii=False) for record in records]
             column = pa.array(values, pa.string())
         elif name in table.column_names:

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from typing import Any
 
-import fsspec
-
 from curate.curation.errors import UserError
+from curate.curation.storage import exists, read_bytes, write_text_atomic
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -31,25 +29,17 @@ def config_hash(config: dict) -> str:
 
 
 def write_json_atomic(root: str, name: str, value: Any) -> None:
-    """Write `root/name` as canonical JSON through a temporary name and a rename."""
-    fs, base = fsspec.core.url_to_fs(root)
-    final = f"{base.rstrip('/')}/{name}"
-    temporary = f"{final}.tmp-{uuid.uuid4().hex}"
-    with fs.open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(canonical_json(value))
-    fs.mv(temporary, final)
+    """Write `root/name` as canonical JSON, atomically."""
+    write_text_atomic(root, name, canonical_json(value))
 
 
 def read_json(root: str, name: str) -> Any:
-    fs, base = fsspec.core.url_to_fs(root)
-    with fs.open(f"{base.rstrip('/')}/{name}", "r", encoding="utf-8") as handle:
-        return json.load(handle)
+    return json.loads(read_bytes(root, name))
 
 
 def is_complete(root: str) -> bool:
     """A build is complete exactly when its manifest exists."""
-    fs, base = fsspec.core.url_to_fs(root)
-    return fs.exists(f"{base.rstrip('/')}/{MANIFEST_NAME}")
+    return exists(root, MANIFEST_NAME)
 
 
 def load_manifest(root: str) -> dict:

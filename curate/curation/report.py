@@ -17,8 +17,8 @@ from matplotlib.ticker import MaxNLocator, NullFormatter
 from curate.curation.errors import UserError
 from curate.curation.manifest import is_complete, read_json
 from curate.curation.plots import new_figure, to_svg
+from curate.curation.stats import STATS_NAME
 
-STATS_NAME = "stats.json"
 SECTIONS = ("phase-1", "overall")
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 

@@ -9,12 +9,11 @@ written in fixed-size record batches, whatever slicing and chunking Ray handed u
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
 from dataclasses import asdict, dataclass
 
-import fsspec
 import pyarrow as pa
+
+from curate.curation.storage import read_bytes, write_bytes_atomic
 
 RECORD_BATCH_ROWS = 8192
 
@@ -69,27 +68,17 @@ def table_to_ipc_bytes(table: pa.Table) -> bytes:
 def write_shard(table: pa.Table, root: str, relpath: str) -> ShardInfo:
     """Write `table` to `root/relpath` atomically (temporary name, then rename)."""
     data = table_to_ipc_bytes(table)
-    fs, base = fsspec.core.url_to_fs(root)
-    final = f"{base.rstrip('/')}/{relpath}"
-    fs.makedirs(os.path.dirname(final), exist_ok=True)
-    temporary = f"{final}.tmp-{uuid.uuid4().hex}"
-    with fs.open(temporary, "wb") as handle:
-        handle.write(data)
-    fs.mv(temporary, final)
+    write_bytes_atomic(root, relpath, data)
     return ShardInfo.of(relpath, table, data)
 
 
 def read_shard(root: str, relpath: str) -> pa.Table:
     """Read one shard (local path or any fsspec URL) into memory."""
-    fs, base = fsspec.core.url_to_fs(root)
-    with fs.open(f"{base.rstrip('/')}/{relpath}", "rb") as handle:
-        return pa.ipc.open_file(pa.BufferReader(handle.read())).read_all()
+    return pa.ipc.open_file(pa.BufferReader(read_bytes(root, relpath))).read_all()
 
 
 def shard_info(root: str, relpath: str) -> ShardInfo:
     """Fingerprint a shard already on disk (used when a resumed build skips finished shards)."""
-    fs, base = fsspec.core.url_to_fs(root)
-    with fs.open(f"{base.rstrip('/')}/{relpath}", "rb") as handle:
-        data = handle.read()
+    data = read_bytes(root, relpath)
     table = pa.ipc.open_file(pa.BufferReader(data)).read_all()
     return ShardInfo.of(relpath, table, data)

@@ -70,6 +70,7 @@ from curate.curation.text_features import (
     unigram_table,
 )
 
+STATS_NAME = "stats.json"
 GOOD_TURING_ORDER = 8
 # Bottom-k samples keep every occurrence of a sampled key, so frequency-of-frequency ratios
 # (hapax ratio, Good-Turing coverage, duplicate cluster sizes) stay unbiased at a fixed size.

@@ -69,7 +69,14 @@ from curate.dedup.buckets import (
     member_rows,
     with_states,
 )
-from curate.dedup.components import ARC_SCHEMA, KEPT, STATE_SCHEMA, UNDECIDED, greedy_states, shuffle
+from curate.dedup.components import (
+    ARC_SCHEMA,
+    KEPT,
+    STATE_SCHEMA,
+    UNDECIDED,
+    greedy_states,
+    shuffle,
+)
 from curate.dedup.lsh import LshLayout, band_keys, resolve_layout
 from curate.dedup.minhash import MinHasher, shingle_chunks
 from curate.dedup.verify import CHECKED_SCHEMA, PAIR_SCHEMA, verify_pairs

@@ -30,7 +30,13 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Sequence
 
-from curate.curation.vl import DEFAULT_FIELDS, TextSlot, get_text, parse_vl_record, replace_texts
+from curate.curation.vl import (
+    DEFAULT_FIELDS,
+    TextSlot,
+    get_text,
+    parse_vl_record,
+    replace_texts,
+)
 
 DEFAULT_PRECEDENCE = ("user", "system", "caption", "metadata", "ocr")
 

@@ -18,9 +18,19 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from curate.diagnostics.checkpoints import Checkpoint, StoredTensor, TensorReader, list_tensors, parse_parameter_name
+from curate.diagnostics.checkpoints import (
+    Checkpoint,
+    StoredTensor,
+    TensorReader,
+    list_tensors,
+    parse_parameter_name,
+)
 from curate.diagnostics.compare import comparison_metrics, correlation, relative_change
-from curate.diagnostics.spectral import effective_rank, singular_values, spectral_metrics
+from curate.diagnostics.spectral import (
+    effective_rank,
+    singular_values,
+    spectral_metrics,
+)
 
 FLOAT_DTYPES = ("F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2")
 COMPARISON_FIELDS = ("relative_change", "correlation", "delta_effective_rank", "update_effective_rank")

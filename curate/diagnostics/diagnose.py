@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Callable
 
 from curate.curation.errors import UserError
 from curate.curation.manifest import write_json_atomic
+from curate.curation.storage import write_text_atomic
 from curate.diagnostics.analysis import Baseline, MatrixLimits, analyse_checkpoint
 from curate.diagnostics.checkpoints import resolve_checkpoints
 from curate.diagnostics.report import render_report
@@ -17,13 +17,6 @@ from curate.diagnostics.summary import build_summary, checkpoint_summary
 MATRICES_FILE = "matrices.jsonl"
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
-
-
-def _write_text_atomic(path: str, text: str) -> None:
-    temporary = f"{path}.tmp-{uuid.uuid4().hex}"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(temporary, path)
 
 
 def analyse(
@@ -57,9 +50,9 @@ def write_outputs(output: str, records: list[dict], summary: dict) -> None:
     """matrices.jsonl, summary.json and report.html in `output`, each written atomically."""
     os.makedirs(output, exist_ok=True)
     lines = "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in records)
-    _write_text_atomic(os.path.join(output, MATRICES_FILE), lines)
+    write_text_atomic(output, MATRICES_FILE, lines)
     write_json_atomic(output, SUMMARY_FILE, summary)
-    _write_text_atomic(os.path.join(output, REPORT_FILE), render_report(records, summary))
+    write_text_atomic(output, REPORT_FILE, render_report(records, summary))
 
 
 def diagnose(

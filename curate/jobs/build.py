@@ -1,12 +1,11 @@
 """`curate build`: the Ray job that builds a regime's corpus, composed from the stages in `jobs/stages/`.
 
-A regime built from input (A, VL) runs
-
-    ingest -> exact -> near -> write (seeded order, tokenizer, phases, phase-1 transform) -> pairs -> stats
-
-and one derived from a complete A build (B, C, D; `--from OUT_A`, or A built first under
-`OUT/_work/base`) runs copy -> derive (phase-1 transform) -> stats. The manifest is written last.
-Nothing here names a regime: the registry says which transform phase 1 gets and what it is built from.
+`build_from_input` and `derive` below are the list of stages, in order: a regime built from its
+input runs ingest, exact and near dedup, the dedup pairs, the phases (seeded order, holdout,
+tokenizer, phase-1 transform, shards) and stats; one derived from a complete build (`--from`, or
+its base built first under `OUT/_work/base`) copies what it shares, derives phase 1 and measures
+stats. The manifest is written last. Nothing here names a regime: the registry says which
+transform phase 1 gets and what it is built from.
 """
 
 from __future__ import annotations
@@ -19,18 +18,27 @@ import ray
 
 from curate.curation.errors import UserError
 from curate.curation.ingest import IngestConfig
-from curate.curation.manifest import FORMAT_VERSION, config_hash, is_complete, load_manifest, write_manifest
+from curate.curation.manifest import (
+    FORMAT_VERSION,
+    config_hash,
+    is_complete,
+    load_manifest,
+    write_manifest,
+)
 from curate.curation.readers import InputFile, list_input_files
 from curate.curation.tokenizer import load_tokenizer
 from curate.dedup.near import NearDedupConfig
 from curate.jobs.ray_cluster import init_ray, set_parallelism, shuffle_partitions
 from curate.jobs.runner import Progress, StageRunner, prepare_output
-from curate.jobs.stages.dedup import exact_stage, near_stage, write_pairs
-from curate.jobs.stages.derive import copy_stage, derive_stage
-from curate.jobs.stages.ingest import check_bad_fraction, ingest_stage
-from curate.jobs.stages.order import write_stage
-from curate.jobs.stages.stats import build_stats
-from curate.regimes import Regime, get_regime, recipe_record
+from curate.jobs.stages.copy_source import CopySource
+from curate.jobs.stages.dedup_pairs import WritePairs
+from curate.jobs.stages.derive_phase1 import DerivePhase1
+from curate.jobs.stages.exact_dedup import ExactDedup
+from curate.jobs.stages.ingest import Ingest
+from curate.jobs.stages.near_dedup import NearDedup
+from curate.jobs.stages.phases import WritePhases
+from curate.jobs.stages.stats import CoverageStats
+from curate.regimes import Regime, get_regime, recipe_record, regime_columns
 
 TOOL_VERSION = "0.1.0"
 EMBEDDED_INPUT_BYTES = 16 * 1024 * 1024
@@ -133,50 +141,41 @@ def check_shared_output(out: str, declared_shared: bool) -> None:
 
 
 def build_from_input(config: BuildConfig, regime: Regime, files: list[InputFile], out: str, runner: StageRunner) -> dict:
-    """Run the stages of a regime built from its input into `out`; return its manifest (written last)."""
+    """Run the stages of a regime built from its input into `out`; return its manifest (written last).
+
+    The list below is the order of the stages; every other description of it points here.
+    """
     transform = regime.transform
-    ingest_config = IngestConfig(text_field=config.text_field, max_doc_bytes=config.max_doc_bytes)
-    ingest = runner.run(
-        "ingest",
-        lambda d: ingest_stage(files, ingest_config, transform, config.settings, config.shard_rows, out, d),
-    )
-    check_bad_fraction(ingest, config.max_bad_fraction)
-    docs_dir = f"{runner.path('ingest')}/docs"
-    exact = {"exact_duplicates": 0}
-    near = {"near_duplicates": 0}
+    ingest_config = IngestConfig(config.text_field, config.max_doc_bytes, regime_columns(regime.name))
+    ingested = runner.run(Ingest(files, ingest_config, transform, config.settings, config.shard_rows, out))
+    ingested.check_bad_fraction(config.max_bad_fraction)
+    docs, exact_removed, near_removed, near_measures = ingested.docs, 0, 0, {}
     if transform.deduplicates:
-        exact = runner.run("exact", lambda d: exact_stage(d, docs_dir))
-        docs_dir = f"{runner.path('exact')}/docs"
+        exact = runner.run(ExactDedup(docs))
+        docs, exact_removed, near_pairs = exact.docs, exact.removed, None
         if config.near_dedup:
-            near_config = replace(config.near(), num_partitions=shuffle_partitions())
-            near = runner.run("near", lambda d: near_stage(near_config, d, docs_dir))
-            docs_dir = f"{runner.path('near')}/docs"
+            near = runner.run(NearDedup(replace(config.near(), num_partitions=shuffle_partitions()), docs))
+            docs, near_removed, near_measures, near_pairs = near.docs, near.removed, near.measures, near.pairs
+        runner.run(WritePairs(out, exact.pairs, near_pairs, config.shard_rows))
     written = runner.run(
-        "write",
-        lambda d: write_stage(
-            docs_dir, transform, config.settings, config.seed, config.shard_rows, config.tokenizer, config.vocab_size,
-            config.holdout, out,
-        ),
+        WritePhases(docs, transform, config.settings, config.seed, config.shard_rows, config.tokenizer, config.vocab_size,
+                    config.holdout, out)
     )
     counts = with_dropped(
         {
-            "input": ingest["input"],
-            "quarantined": ingest["quarantined"],
-            "exact_duplicates": exact["exact_duplicates"],
-            "near_duplicates": near["near_duplicates"],
-            "kept": written["documents"],
+            "input": ingested.input,
+            "quarantined": ingested.quarantined,
+            "exact_duplicates": exact_removed,
+            "near_duplicates": near_removed,
+            "kept": written.documents,
         }
-        | ({"held_out": written["holdout"]["rows"]} if written["holdout"] else {}),
-        written["dropped"],
+        | ({"held_out": written.holdout["rows"]} if written.holdout else {}),
+        written.dropped,
     )
-    if transform.deduplicates:
-        near_dir = f"{runner.path('near')}/pairs" if config.near_dedup else None
-        runner.run("pairs", lambda d: {"pairs": write_pairs(out, f"{runner.path('exact')}/pairs", near_dir, config.shard_rows)})
-    dedup = counts | {"quarantine_reasons": ingest["reasons"], "near": near.get("near", {})}
-    phases, sections = written["phases"], written["sections"]
-    runner.run("stats", lambda d: {"stats": bool(build_stats(out, dedup, None, phases, sections))})
-    manifest = make_manifest(regime, config, phases, counts, written["tokenizer"], ingest["inputs"])
-    manifest |= {"dedup": dedup} | sections | ({"holdout": written["holdout"]} if written["holdout"] else {})
+    dedup = counts | {"quarantine_reasons": ingested.reasons, "near": near_measures}
+    runner.run(CoverageStats(out, dedup, None, written.phases, written.sections))
+    manifest = make_manifest(regime, config, written.phases, counts, written.tokenizer, ingested.inputs)
+    manifest |= {"dedup": dedup} | written.sections | ({"holdout": written.holdout} if written.holdout else {})
     write_manifest(out, manifest)
     return manifest
 
@@ -188,18 +187,18 @@ def derive(config: BuildConfig, regime: Regime, source: str, out: str, runner: S
         raise UserError(
             f"--from must name a complete regime {regime.derived_from} build; {source} is regime {source_manifest['regime']}"
         )
-    runner.run("copy", lambda d: copy_stage(source, source_manifest, out))
+    runner.run(CopySource(source, source_manifest, out))
     derived = runner.run(
-        "derive",
-        lambda d: derive_stage(regime.transform, config.settings, config.seed, config.shard_rows, source, source_manifest, out),
+        DerivePhase1(regime.transform, config.settings, config.seed, config.shard_rows, source, source_manifest, out)
     )
-    phases = [derived["phase"]] + [phase for phase in source_manifest["phases"] if phase["name"] != "phase-1"]
+    phases = [derived.phase] + [phase for phase in source_manifest["phases"] if phase["name"] != "phase-1"]
     dedup = source_manifest.get("dedup", {})
-    runner.run("stats", lambda d: {"stats": bool(build_stats(out, dedup, source, phases, derived["sections"]))})
-    counts = with_dropped(source_manifest["counts"], derived["dropped"])
+    runner.run(CoverageStats(out, dedup, source, phases, derived.sections))
+    counts = with_dropped(source_manifest["counts"], derived.dropped)
     manifest = make_manifest(regime, config, phases, counts, source_manifest["tokenizer"], source_manifest["inputs"])
-    manifest |= {"dedup": dedup} | derived["sections"] | {k: source_manifest[k] for k in ("holdout",) if k in source_manifest}
-    manifest["source"] = {"config_hash": source_manifest["config_hash"], "regime": source_manifest["regime"]}
+    manifest |= {"dedup": dedup} | derived.sections | {k: source_manifest[k] for k in ("holdout",) if k in source_manifest}
+    url = source if "://" in source else os.path.abspath(source)
+    manifest["source"] = {"config_hash": source_manifest["config_hash"], "regime": source_manifest["regime"], "url": url}
     write_manifest(out, manifest)
     return manifest
 
@@ -243,8 +242,7 @@ def validate(regime: Regime, config: BuildConfig) -> dict:
         raise UserError(f"--shard-rows must be at least 1, got {config.shard_rows}")
     if not 0 <= config.holdout < 1:
         raise UserError(f"--holdout must be in [0, 1), got {config.holdout}")
-    if config.keep not in ("min-id", "longest", "first"):
-        raise UserError(f"--keep must be min-id, longest or first, got {config.keep!r}")
+    config.near()
     return regime.transform.check(config.settings)
 
 

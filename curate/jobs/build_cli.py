@@ -2,119 +2,123 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
-from curate.regimes import REGISTRY, get_regime
+from curate.jobs.options import (
+    command,
+    given_values,
+    option_fields,
+    option_parameter,
+    parameter_name,
+)
+from curate.regimes import REGISTRY, Regime, get_regime
 
 tokenizer_app = typer.Typer(help="Train tokenizers for builds.", no_args_is_help=True)
 
 
-# Regime D's teacher options: `curate build` and `curate experiment` take the same ones.
-TEACHER_BACKEND = typer.Option("vllm", help="Regime D: vllm (offline engines in the job) or openai (an endpoint).")
-TEACHER_REPLICAS = typer.Option(1, help="Regime D: vLLM engine replicas.")
-TEACHER_TP = typer.Option(1, help="Regime D: tensor-parallel size of each engine.")
-TEACHER_ENDPOINT = typer.Option(None, help="Regime D: OpenAI-compatible base URL (.../v1).")
-TEACHER_CONCURRENCY = typer.Option(8, help="Regime D: requests in flight to the endpoint.")
-TEACHER_KV_CACHE_BYTES = typer.Option(None, help="Regime D: KV cache bytes per engine (CPU default 2 GiB).")
-TEACHER_MAX_MODEL_LEN = typer.Option(None, help="Regime D: context length of each engine.")
-TEACHER_RETRIES = typer.Option(3, help="Regime D: retries of a failed request to the endpoint, with backoff.")
-TEACHER_TIMEOUT = typer.Option(600.0, help="Regime D: seconds per request to the endpoint.")
-TEACHER_ENFORCE_EAGER = typer.Option(False, help="Regime D: skip vLLM compilation (faster start for small jobs).")
-TEACHER_STRUCTURED_OUTPUT = typer.Option(None, help="Regime D: a regex every generation must match.")
-ON_TEACHER_FAILURE = typer.Option("keep-original", help="Regime D: keep-original or drop a document whose rewrite failed.")
-MAX_TEACHER_FAILURE_FRACTION = typer.Option(0.05, help="Regime D: stop when more than this share of requests fails (no answer from the teacher).")
+def regime_parameters(regimes: list[Regime]) -> list[inspect.Parameter]:
+    """One option per setting of the given regimes' transforms, help prefixed with the regimes that take it."""
+    owners: dict[str, list[str]] = {}
+    fields: dict[str, dataclasses.Field] = {}
+    for regime in regimes:
+        for field in option_fields(regime.transform.settings_type):
+            owners.setdefault(parameter_name(field), []).append(regime.name)
+            fields.setdefault(parameter_name(field), field)
+    return [
+        option_parameter(field, f"Regime{'s' if len(owners[name]) > 1 else ''} {', '.join(owners[name])}: ")
+        for name, field in fields.items()
+    ]
 
 
-def build(
-    regime: str = typer.Option("A", "--regime", help=f"One of {', '.join(REGISTRY)} (case-insensitive)."),
-    inputs: Optional[list[str]] = typer.Option(
-        None, "--input", help="Input URL: path, glob, directory, memory://, s3://... Repeatable. Default: the embedded Python corpus."
-    ),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Build folder (default out/<REGIME>)."),
-    source: Optional[str] = typer.Option(None, "--from", help="Derive B, C or D from this complete A build."),
-    text_field: str = typer.Option("text", help="Field holding the document text."),
-    max_doc_bytes: int = typer.Option(8 * 1024 * 1024, help="Larger documents are quarantined (too_large)."),
-    max_bad_fraction: float = typer.Option(0.5, help="Fail when more than this share of records is invalid."),
-    seed: int = typer.Option(0, help="Seed of the document order and of every seeded choice."),
-    shard_rows: int = typer.Option(10_000, help="Rows per output shard."),
-    tokenizer: Optional[str] = typer.Option(None, help="A tokenizer.json to use; default: train a byte-level BPE on the input."),
-    vocab_size: int = typer.Option(16_384, help="Vocabulary size of the trained tokenizer."),
-    near_dedup: bool = typer.Option(True, "--near-dedup/--no-near-dedup", help="MinHash near-duplicate removal after exact dedup."),
-    threshold: float = typer.Option(0.8, help="Jaccard threshold of near-duplicate removal."),
-    num_perm: int = typer.Option(128, help="MinHash permutations."),
-    ngram_size: int = typer.Option(5, help="Word n-gram size of shingles."),
-    keep: str = typer.Option("min-id", help="Which document of a duplicate cluster stays: min-id, longest or first."),
-    holdout: float = typer.Option(0.0, help="Seeded share of the deduplicated documents set aside in OUT/holdout/ for evaluation."),
-    repeat_fraction: float = typer.Option(0.1, help="Regime C: share of phase 1 that is repeated."),
-    repeat_times: int = typer.Option(10, help="Regime C: copies of each repeated document."),
-    teacher_backend: str = TEACHER_BACKEND,
-    teacher_model: str = typer.Option("Qwen/Qwen3-30B-A3B-Instruct-2507", help="Regime D: model id or local directory."),
-    teacher_replicas: int = TEACHER_REPLICAS,
-    teacher_tp: int = TEACHER_TP,
-    teacher_endpoint: Optional[str] = TEACHER_ENDPOINT,
-    teacher_concurrency: int = TEACHER_CONCURRENCY,
-    teacher_kv_cache_bytes: Optional[int] = TEACHER_KV_CACHE_BYTES,
-    teacher_max_model_len: Optional[int] = TEACHER_MAX_MODEL_LEN,
-    teacher_retries: int = TEACHER_RETRIES,
-    teacher_timeout: float = TEACHER_TIMEOUT,
-    teacher_enforce_eager: bool = TEACHER_ENFORCE_EAGER,
-    teacher_structured_output: Optional[str] = TEACHER_STRUCTURED_OUTPUT,
-    on_teacher_failure: str = ON_TEACHER_FAILURE,
-    max_teacher_failure_fraction: float = MAX_TEACHER_FAILURE_FRACTION,
-    fields: Optional[str] = typer.Option(None, help="Regime VL: comma-separated text fields of flat records."),
-    precedence: Optional[str] = typer.Option(None, help="Regime VL: comma-separated field order that keeps the canonical copy."),
-    resume: bool = typer.Option(False, help="Finish an interrupted build in OUT without redoing finished stages."),
-    keep_work: bool = typer.Option(False, help="Keep the stage scratch OUT/_work after the build completes."),
-    shared_output: bool = typer.Option(
-        False, help="A local --output is a mount every node of the Ray cluster shares (else it must be s3:// or gs://)."
-    ),
-    overwrite: bool = typer.Option(False, help="Replace a non-empty OUT."),
-    num_cpus: Optional[int] = typer.Option(None, help="CPUs of the local Ray (default: all)."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)."),
-    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary on stdout."),
-    quiet: bool = typer.Option(False, help="No progress lines."),
-) -> None:
+def regime_settings(regime: Regime, values: dict) -> dict:
+    """The settings of `regime` given on the command line, by field name."""
+    return given_values(option_fields(regime.transform.settings_type), values)
+
+
+def _build_parameters() -> list[inspect.Parameter]:
+    keyword = inspect.Parameter.KEYWORD_ONLY
+
+    def option(name: str, annotation: Any, declaration: Any) -> inspect.Parameter:
+        return inspect.Parameter(name, keyword, annotation=annotation, default=declaration)
+
+    return [
+        option("regime", str, typer.Option("A", "--regime", help=f"One of {', '.join(REGISTRY)} (case-insensitive).")),
+        option("inputs", Optional[list[str]], typer.Option(
+            None, "--input", help="Input URL: path, glob, directory, memory://, s3://... Repeatable. Default: the embedded Python corpus."
+        )),
+        option("output", Optional[str], typer.Option(None, "--output", "-o", help="Build folder (default out/<REGIME>).")),
+        option("source", Optional[str], typer.Option(None, "--from", help="Derive a regime from this complete build of its base regime.")),
+        option("text_field", str, typer.Option("text", help="Field holding the document text.")),
+        option("max_doc_bytes", int, typer.Option(8 * 1024 * 1024, help="Larger documents are quarantined (too_large).")),
+        option("max_bad_fraction", float, typer.Option(0.5, help="Fail when more than this share of records is invalid.")),
+        option("seed", int, typer.Option(0, help="Seed of the document order and of every seeded choice.")),
+        option("shard_rows", int, typer.Option(10_000, help="Rows per output shard.")),
+        option("tokenizer", Optional[str], typer.Option(None, help="A tokenizer.json to use; default: train a byte-level BPE on the input.")),
+        option("vocab_size", int, typer.Option(16_384, help="Vocabulary size of the trained tokenizer.")),
+        option("near_dedup", bool, typer.Option(True, "--near-dedup/--no-near-dedup", help="MinHash near-duplicate removal after exact dedup.")),
+        option("threshold", float, typer.Option(0.8, help="Jaccard threshold of near-duplicate removal.")),
+        option("num_perm", int, typer.Option(128, help="MinHash permutations.")),
+        option("ngram_size", int, typer.Option(5, help="Word n-gram size of shingles.")),
+        option("keep", str, typer.Option("min-id", help="Which document of a duplicate cluster stays: min-id, longest or first.")),
+        option("holdout", float, typer.Option(0.0, help="Seeded share of the deduplicated documents set aside in OUT/holdout/ for evaluation.")),
+        *regime_parameters(list(REGISTRY.values())),
+        option("resume", bool, typer.Option(False, help="Finish an interrupted build in OUT without redoing finished stages.")),
+        option("keep_work", bool, typer.Option(False, help="Keep the stage scratch OUT/_work after the build completes.")),
+        option("shared_output", bool, typer.Option(
+            False, help="A local --output is a mount every node of the Ray cluster shares (else it must be s3:// or gs://)."
+        )),
+        option("overwrite", bool, typer.Option(False, help="Replace a non-empty OUT.")),
+        option("num_cpus", Optional[int], typer.Option(None, help="CPUs of the local Ray (default: all).")),
+        option("address", Optional[str], typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray).")),
+        option("as_json", bool, typer.Option(False, "--json", help="Print a machine-readable summary on stdout.")),
+        option("quiet", bool, typer.Option(False, help="No progress lines.")),
+    ]
+
+
+def build(**values: Any) -> None:
     """Build the corpus of a regime: ingest, dedup, order, phases, tokenize, shards, stats, manifest."""
-    options = dict(locals())  # every option by name: the regime's transform picks its own settings
     from curate.jobs.build import BuildConfig, RunOptions, run_build
 
-    chosen = get_regime(regime)
+    chosen = get_regime(values["regime"])
     config = BuildConfig(
         regime=chosen.name,
-        inputs=tuple(inputs or ()),
-        text_field=text_field,
-        max_doc_bytes=max_doc_bytes,
-        max_bad_fraction=max_bad_fraction,
-        seed=seed,
-        shard_rows=shard_rows,
-        tokenizer=tokenizer,
-        vocab_size=vocab_size,
-        near_dedup=near_dedup,
-        near_threshold=threshold,
-        num_perm=num_perm,
-        ngram_size=ngram_size,
-        keep=keep,
-        holdout=holdout,
-        source=source,
-        settings=chosen.transform.settings_from_options(options),
+        inputs=tuple(values["inputs"] or ()),
+        text_field=values["text_field"],
+        max_doc_bytes=values["max_doc_bytes"],
+        max_bad_fraction=values["max_bad_fraction"],
+        seed=values["seed"],
+        shard_rows=values["shard_rows"],
+        tokenizer=values["tokenizer"],
+        vocab_size=values["vocab_size"],
+        near_dedup=values["near_dedup"],
+        near_threshold=values["threshold"],
+        num_perm=values["num_perm"],
+        ngram_size=values["ngram_size"],
+        keep=values["keep"],
+        holdout=values["holdout"],
+        source=values["source"],
+        settings=regime_settings(chosen, values),
     )
-    output = output or f"out/{chosen.name}"
+    output = values["output"] or f"out/{chosen.name}"
+    as_json, quiet = values["as_json"], values["quiet"]
     run_options = RunOptions(
         output=output,
-        resume=resume,
-        overwrite=overwrite,
-        num_cpus=num_cpus,
-        address=address,
+        resume=values["resume"],
+        overwrite=values["overwrite"],
+        num_cpus=values["num_cpus"],
+        address=values["address"],
         quiet=quiet,
         json_progress=as_json and not quiet,
-        shared_output=shared_output,
-        keep_work=keep_work,
+        shared_output=values["shared_output"],
+        keep_work=values["keep_work"],
     )
     started = time.perf_counter()
     result = run_build(config, run_options)
@@ -188,7 +192,7 @@ def regimes() -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("build")(build)
+    app.command("build")(command(build, _build_parameters(), build.__doc__))
     app.command("regimes")(regimes)
     tokenizer_app.command("train")(train_tokenizer)
     app.add_typer(tokenizer_app, name="tokenizer")

@@ -24,16 +24,23 @@ COMMAND_MODULES = (
     "curate.jobs.experiment_cli",
 )
 
-app = typer.Typer(
-    name="curate",
-    help="Build, measure and train on the data regimes of the benchmark-shadows paper.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 
-for module_name in COMMAND_MODULES:
-    importlib.import_module(module_name).register(app)
+
+def make_app() -> typer.Typer:
+    """The `curate` app with every command; regime options come from the regimes registered now."""
+    app = typer.Typer(
+        name="curate",
+        help="Build, measure and train on the data regimes of the benchmark-shadows paper.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(app)
+    return app
+
+
+app = make_app()
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ import ray
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from curate.curation.shards import read_shard
+from curate.curation.storage import join, locate
 from curate.jobs.ray_cluster import shuffle_partitions
 
 BROADCAST_KEYS = 1_000_000
@@ -166,8 +167,8 @@ def read_parquet(url: str) -> "ray.data.Dataset":
     Ray Data's own reader first samples the files in extra tasks to size its blocks: seconds per
     read on a small build, where a stage's files are already block-sized.
     """
-    fs, path = fsspec.core.url_to_fs(url)
-    files = sorted(fs.glob(f"{path.rstrip('/')}/*.parquet"))
+    fs, path = locate(url)
+    files = sorted(fs.glob(join(path, "*.parquet")))
     return _per_file([fs.unstrip_protocol(file) for file in files], _read_parquet_file)
 
 

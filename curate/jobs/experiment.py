@@ -29,22 +29,25 @@ import ray
 from curate.curation.errors import UserError
 from curate.curation.manifest import canonical_json, is_complete, load_manifest
 from curate.jobs.build import BuildConfig, RunOptions, run_build
+from curate.jobs.experiment_layout import Layout, write_if_changed
+from curate.jobs.experiment_regime import run_regime
 from curate.jobs.ray_cluster import init_ray
+from curate.regimes import default_study, get_regime
 
-REGIMES = ("A", "B", "C", "D")
 CONFIG_FILE = "experiment.json"
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """What decides an experiment's results: A's build configuration, the regimes, the preset and
-    the training options every regime shares, D's teacher settings and the evaluation slice field."""
+    """What decides an experiment's results: the base regime's build configuration, the regimes (the
+    base first), the preset and the training options every regime shares, each regime's settings
+    given on the command line, and the evaluation slice field."""
 
     base: BuildConfig
-    regimes: tuple[str, ...] = REGIMES
+    regimes: tuple[str, ...]
     preset: str = "small"
     train_overrides: dict = field(default_factory=dict)
-    teacher: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
     slice_field: str | None = "meta.source"
 
 
@@ -58,44 +61,26 @@ class ExperimentOptions:
     address: str | None = None
 
 
-@dataclass(frozen=True)
-class Layout:
-    """The experiment folder's paths (DESIGN.md, "Output layout of an experiment")."""
-
-    root: str
-
-    def build(self, regime: str) -> str:
-        return os.path.join(self.root, "builds", regime)
-
-    def run(self, regime: str) -> str:
-        return os.path.join(self.root, "runs", regime)
-
-    def diagnostics(self, regime: str, checkpoint: str | None = None) -> str:
-        return os.path.join(self.root, "diagnostics", regime, *([checkpoint] if checkpoint else []))
-
-    def evaluation(self, regime: str, checkpoint: str | None = None) -> str:
-        if checkpoint is None:
-            return os.path.join(self.root, "eval", f"{regime}.json")
-        return os.path.join(self.root, "eval", regime, f"{checkpoint}.json")
-
-
 def parse_regimes(text: str) -> tuple[str, ...]:
-    """`A,B,C,D` in the order given, checked: A first and each regime once."""
-    regimes = tuple(part.strip().upper() for part in text.split(",") if part.strip())
-    unknown = [regime for regime in regimes if regime not in REGIMES]
-    if unknown:
-        raise UserError(f"--regimes takes {', '.join(REGIMES)}; not {', '.join(unknown)}")
-    if not regimes or regimes[0] != "A" or len(set(regimes)) != len(regimes):
-        raise UserError("--regimes must start with A (the others derive from it) and name each regime once")
+    """Regimes in the order given, checked: a regime built from its input first, then regimes derived
+    from it, each once."""
+    regimes = tuple(get_regime(part.strip()).name for part in text.split(",") if part.strip())
+    if not regimes or len(set(regimes)) != len(regimes):
+        raise UserError("--regimes names each regime once, the base regime first")
+    base = get_regime(regimes[0])
+    strays = [name for name in regimes[1:] if get_regime(name).derived_from != base.name]
+    if base.derived_from is not None or strays:
+        family = ", ".join(regime.name for regime in default_study())
+        raise UserError(f"--regimes must start with a base regime and name regimes derived from it (e.g. {family})")
     return regimes
 
 
 def check_config(config: ExperimentConfig) -> None:
-    """Refuse, with one line, what cannot run: D without a teacher, evaluation without a holdout."""
-    if "D" in config.regimes and not (config.teacher.get("model") or config.teacher.get("endpoint")):
-        raise UserError("regime D needs a teacher: pass --teacher-model (vLLM) or --teacher-endpoint (OpenAI-compatible)")
+    """Refuse, with one line, what cannot run: evaluation without a holdout, settings that cannot work."""
     if not 0 < config.base.holdout < 1:
         raise UserError("the experiment evaluates on held-out data: --holdout must be in (0, 1)")
+    for name in config.regimes:
+        get_regime(name).transform.check(config.settings.get(name, {}))
 
 
 def _record(config: ExperimentConfig) -> dict:
@@ -116,31 +101,17 @@ def claim_folder(layout: Layout, config: ExperimentConfig) -> None:
     write_if_changed(path, canonical_json(record))
 
 
-def write_if_changed(path: str, text: str) -> bool:
-    """Write `path` atomically unless it already holds `text`; True when written."""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as handle:
-            if handle.read() == text:
-                return False
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(temporary, path)
-    return True
-
-
 def build_regimes(config: ExperimentConfig, layout: Layout, echo: Callable[[str], None]) -> None:
-    """A from the input, then each other regime derived from A; complete builds are skipped."""
+    """The base regime from the input, then each other regime derived from it; complete builds are skipped."""
     for regime in config.regimes:
         out = layout.build(regime)
         if is_complete(out):
             continue
-        if regime == "A":
-            build = config.base
+        settings = config.settings.get(regime, {})
+        if regime == config.base.regime:
+            build = replace(config.base, settings=settings)
         else:
-            settings = config.teacher if regime == "D" else {}
-            build = replace(config.base, regime=regime, inputs=(), source=layout.build("A"), settings=settings)
+            build = replace(config.base, regime=regime, inputs=(), source=layout.build(config.base.regime), settings=settings)
         echo(f"building {regime} -> {out}")
         run_build(build, RunOptions(output=out, resume=os.path.isdir(out), quiet=True))
 
@@ -179,8 +150,6 @@ def run_experiment(config: ExperimentConfig, options: ExperimentOptions, echo: C
         resources = ({"num_gpus": options.gpus_per_run, "num_cpus": 1} if options.gpus_per_run > 0
                      else {"num_cpus": _largest_node_cpus()})
         echo(f"training, diagnosing and evaluating {', '.join(pending)}")
-        from curate.jobs.experiment_regime import run_regime
-
         task = ray.remote(run_regime).options(**resources)
         refs = {regime: task.remote(configs[regime], layout.root, regime, config.slice_field) for regime in pending}
         for regime, ref in refs.items():

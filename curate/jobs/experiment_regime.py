@@ -15,7 +15,7 @@ from curate.curation.manifest import canonical_json
 from curate.diagnostics.checkpoints import resolve_checkpoints
 from curate.diagnostics.diagnose import SUMMARY_FILE, diagnose
 from curate.diagnostics.summary import build_summary
-from curate.jobs.experiment import Layout, write_if_changed
+from curate.jobs.experiment_layout import Layout, write_if_changed
 from curate.trainer.checkpoint import latest_checkpoint, read_state
 from curate.trainer.config import TrainConfig
 from curate.trainer.evaluate import evaluate_checkpoint, load_holdout
@@ -61,7 +61,7 @@ def evaluate_regime(layout: Layout, regime: str, checkpoints: list[str], slice_f
     for checkpoint in checkpoints:
         path = layout.evaluation(regime, os.path.basename(checkpoint))
         if not os.path.exists(path):
-            held_out = held_out or load_holdout(layout.build("A"), slice_field)
+            held_out = held_out or load_holdout(layout.build(regime), slice_field)
             write_if_changed(path, canonical_json(evaluate_checkpoint(checkpoint, held_out)))
         results.append(_read(path))
     record = {"regime": regime, "holdout": "builds/A/holdout", "slice_field": slice_field, "checkpoints": results}

@@ -3,9 +3,10 @@
 Stage folders are URLs on OUT's filesystem (local, s3://, gs://), so every node of a cluster
 writes its part of a stage where the driver later looks for it.
 
-A stage writes its output into `OUT/_work/<stage>/` and then a `_DONE.json` marker holding
-what it measured. A rerun with `--resume` skips every stage whose marker exists, so a build
-killed at any moment finishes without redoing finished stages; a stage killed half-way is
+A stage is a small object with its configuration bound (see `Stage`). It writes its output into
+`OUT/_work/<stage>/` and returns a typed result, which the runner keeps as a `_DONE.json` marker.
+A rerun with `--resume` skips every stage whose marker exists and reads its result back, so a
+build killed at any moment finishes without redoing finished stages; a stage killed half-way is
 started over from an empty folder. The marker is written atomically, after the output.
 """
 
@@ -16,12 +17,14 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from dataclasses import asdict
+from typing import Any, ClassVar, Iterator, Protocol
 
 import fsspec
 
 from curate.curation.errors import UserError
 from curate.curation.manifest import canonical_json, read_json, write_json_atomic
+from curate.curation.storage import join
 from curate.jobs.failure import note_stage
 
 WORK_DIR = "_work"
@@ -89,51 +92,60 @@ class Progress:
         self.line("  ".join(parts))
 
 
+class Stage(Protocol):
+    """One step of a build: `run(work)` writes under the stage's folder `work` (and OUT) and returns
+    an instance of `Result`, a dataclass of JSON values that says what it measured and where its
+    output lives."""
+
+    name: ClassVar[str]
+    Result: ClassVar[type]
+
+    def run(self, work: str) -> Any: ...
+
+
 class StageRunner:
     """Runs named stages in OUT/_work with done markers; `timings` keeps wall times (never written to OUT's data)."""
 
     def __init__(self, out: str, progress: Progress):
         self.fs, _ = fsspec.core.url_to_fs(out)
         self.out = out
-        self.work = f"{out.rstrip('/')}/{WORK_DIR}"  # a URL: stage bodies write through OUT's filesystem
+        self.work = join(out, WORK_DIR)  # a URL: stages write through OUT's filesystem
         self.progress = progress
         self.timings: dict[str, float] = {}
 
     def path(self, stage: str) -> str:
-        return f"{self.work}/{stage}"
+        return join(self.work, stage)
 
     def done(self, stage: str) -> bool:
-        return self.fs.exists(f"{self.path(stage)}/{DONE}")
+        return self.fs.exists(join(self.path(stage), DONE))
 
-    def info(self, stage: str) -> dict:
-        return read_json(self.path(stage), DONE)
-
-    def run(self, stage: str, body: Callable[[str], dict]) -> dict:
-        """Run `body(stage_dir)` unless the stage is done; return what it measured."""
-        if self.done(stage):
-            info = self.info(stage)
-            self.progress.stage(stage, info, None)
-            return info
-        stage_dir = self.path(stage)
-        if self.fs.exists(stage_dir):
-            self.fs.rm(stage_dir, recursive=True)
-        self.fs.makedirs(stage_dir, exist_ok=True)
+    def run(self, stage: Stage) -> Any:
+        """Run `stage` in its folder unless it is done; return its result (read back when done before)."""
+        work = self.path(stage.name)
+        if self.done(stage.name):
+            info = read_json(work, DONE)
+            self.progress.stage(stage.name, info, None)
+            return stage.Result(**info)
+        if self.fs.exists(work):
+            self.fs.rm(work, recursive=True)
+        self.fs.makedirs(work, exist_ok=True)
         started = time.perf_counter()
         try:
-            with self.progress.ticking(stage):
-                info = body(stage_dir)
+            with self.progress.ticking(stage.name):
+                result = stage.run(work)
         except Exception as error:
-            note_stage(error, stage, self.out)
+            note_stage(error, stage.name, self.out)
             raise
-        self.timings[stage] = time.perf_counter() - started
-        write_json_atomic(stage_dir, DONE, info)
-        self.progress.stage(stage, info, self.timings[stage])
-        return info
+        self.timings[stage.name] = time.perf_counter() - started
+        info = asdict(result)
+        write_json_atomic(work, DONE, info)
+        self.progress.stage(stage.name, info, self.timings[stage.name])
+        return result
 
     def check_config(self, config: dict) -> None:
         """Pin the build's configuration; a resume with another configuration is refused."""
         self.fs.makedirs(self.work, exist_ok=True)
-        if self.fs.exists(f"{self.work}/config.json"):
+        if self.fs.exists(join(self.work, "config.json")):
             if read_json(self.work, "config.json") != json.loads(canonical_json(config)):
                 raise UserError(
                     f"{self.out} was started with another configuration; rerun with the same options or use --overwrite"
@@ -143,7 +155,7 @@ class StageRunner:
 
     def check_inputs(self, fingerprints: list[dict]) -> None:
         """Pin the inputs' content tokens; a resume over an input that changed since is refused."""
-        if not self.fs.exists(f"{self.work}/{INPUTS}"):
+        if not self.fs.exists(join(self.work, INPUTS)):
             write_json_atomic(self.work, INPUTS, fingerprints)
             return
         before = {item["url"]: item for item in read_json(self.work, INPUTS)}

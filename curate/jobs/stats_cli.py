@@ -13,24 +13,37 @@ def stats_command(
     out: str = typer.Argument(..., help="A build folder (local path or fsspec URL)."),
     recompute: bool = typer.Option(False, "--recompute", help="Measure the shards again and rewrite stats.json."),
     reference: Optional[str] = typer.Option(
-        None, "--reference", help="Build whose unigram ranking defines tail mass and JS divergence (default: OUT)."
+        None, "--reference", help="Build whose unigram ranking defines tail mass and JS divergence (default: a derived build's source, else OUT)."
     ),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)."),
 ) -> None:
     """Print the coverage statistics of a build (its stats.json), measuring them first when missing."""
     from curate.curation.manifest import canonical_json, load_manifest, read_json
-    from curate.jobs.stages.stats import STATS_NAME, write_build_stats
+    from curate.curation.stats import STATS_NAME
+    from curate.curation.storage import exists
 
     manifest = load_manifest(out)
-    present = _exists(out, STATS_NAME)
-    if present and not recompute and reference is None:
+    if exists(out, STATS_NAME) and not recompute and reference is None:
         typer.echo(canonical_json(read_json(out, STATS_NAME)), nl=False)
         return
     from curate.jobs.ray_cluster import init_ray
+    from curate.jobs.stages.stats import write_stats
+    from curate.regimes import get_regime
 
+    reference = reference or _source_url(manifest)
+    sections = {name: manifest[name] for name in get_regime(manifest["regime"]).transform.sections if name in manifest}
     init_ray(address)
-    dedup = manifest.get("dedup") or (read_json(out, STATS_NAME).get("dedup") if present else None) or manifest.get("counts", {})
-    typer.echo(canonical_json(write_build_stats(out, dedup, reference)), nl=False)
+    typer.echo(canonical_json(write_stats(out, manifest.get("dedup", {}), reference, manifest["phases"], sections)), nl=False)
+
+
+def _source_url(manifest: dict) -> str | None:
+    """A derived build's statistics rank its unigrams by its source's, as the build did."""
+    from curate.curation.manifest import is_complete
+
+    url = manifest.get("source", {}).get("url")
+    if url is not None and not is_complete(url):
+        raise UserError(f"this build's statistics compare it with its source {url}, which is gone; pass --reference")
+    return url
 
 
 def report_command(
@@ -50,13 +63,6 @@ def report_command(
             handle.write(render_report(loaded))
     if as_json:
         typer.echo(canonical_json({build.label: build.stats for build in loaded}), nl=False)
-
-
-def _exists(out: str, name: str) -> bool:
-    import fsspec
-
-    fs, base = fsspec.core.url_to_fs(out)
-    return fs.exists(f"{base.rstrip('/')}/{name}")
 
 
 def register(app: typer.Typer) -> None:

@@ -8,46 +8,14 @@ build's `recipe.train_overrides`.
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
-from curate.curation.errors import UserError
-
-
-def option_name(field_name: str) -> str:
-    return "--" + field_name.replace("_", "-")
-
-
-def _option_parameter(field: dataclasses.Field) -> inspect.Parameter:
-    """A keyword parameter for Typer: default None means "not given on the command line"."""
-    help_text = field.metadata.get("help", "")
-    if field.type in ("bool", bool):
-        name = option_name(field.name)
-        declaration = typer.Option(None, f"{name}/--no-{name[2:]}", help=help_text, show_default=False)
-        annotation: Any = Optional[bool]
-    elif field.name == "save_fractions":
-        declaration = typer.Option(None, option_name(field.name), help=help_text + " Comma-separated.")
-        annotation = Optional[str]
-    else:
-        kind = {"int": int, "float": float, "str": str}[str(field.type)]
-        declaration = typer.Option(None, option_name(field.name), help=help_text, show_default=False)
-        annotation = Optional[kind]
-    return inspect.Parameter(field.name, inspect.Parameter.KEYWORD_ONLY, default=declaration, annotation=annotation)
-
-
-def _parse_overrides(values: dict[str, Any]) -> dict[str, Any]:
-    overrides = {key: value for key, value in values.items() if value is not None}
-    if "save_fractions" in overrides:
-        try:
-            overrides["save_fractions"] = tuple(float(part) for part in overrides["save_fractions"].split(","))
-        except ValueError:
-            raise UserError("--save-fractions takes comma-separated numbers, e.g. 0.25,0.5") from None
-    return overrides
+from curate.jobs.options import command, given_values, option_parameter
 
 
 def train_command(
@@ -61,11 +29,11 @@ def train_command(
 ) -> None:
     """Train the paper's decoder on a build: phase 1 in the first half of training, phase 2 in the second."""
     from curate.curation.manifest import load_manifest
-    from curate.trainer.config import resolve_config
+    from curate.trainer.config import config_fields, resolve_config
 
     manifest = load_manifest(data)
     build_overrides = manifest.get("recipe", {}).get("train_overrides", {})
-    config = resolve_config(preset, build_overrides, _parse_overrides(options))
+    config = resolve_config(preset, build_overrides, given_values(config_fields(), options))
     if workers > 1 or gpus_per_worker > 0:
         from curate.trainer.ray_train import train_on_ray
 
@@ -78,7 +46,7 @@ def train_command(
         typer.echo(f"done: iteration {result.iteration}, loss {result.last_loss:.4f}, checkpoint {result.checkpoint}")
 
 
-def _train_signature() -> inspect.Signature:
+def _train_parameters() -> list[inspect.Parameter]:
     from curate.trainer.config import PRESETS, config_fields
 
     keyword = inspect.Parameter.KEYWORD_ONLY
@@ -96,12 +64,7 @@ def _train_signature() -> inspect.Signature:
         inspect.Parameter("gpus_per_worker", keyword, annotation=float,
                           default=typer.Option(0.0, "--gpus-per-worker", help="GPUs per Ray Train worker.")),
     ]
-    return inspect.Signature(fixed + [_option_parameter(field) for field in config_fields()])
-
-
-def _train_entry(**kwargs: Any) -> None:
-    fixed = {name: kwargs.pop(name) for name in ("data", "output", "preset", "resume", "workers", "gpus_per_worker")}
-    train_command(**fixed, **kwargs)
+    return fixed + [option_parameter(field, show_default=False) for field in config_fields()]
 
 
 def export_megatron_command(
@@ -127,12 +90,7 @@ def export_hf_command(
 
 def register(app: typer.Typer) -> None:
     """Add `curate train` and `curate export megatron|hf`."""
-    _train_entry.__signature__ = _train_signature()
-    _train_entry.__annotations__ = {
-        name: parameter.annotation for name, parameter in _train_entry.__signature__.parameters.items()
-    }
-    _train_entry.__doc__ = train_command.__doc__
-    app.command("train")(_train_entry)
+    app.command("train")(command(train_command, _train_parameters(), train_command.__doc__))
     export = typer.Typer(help="Export a build or a checkpoint for other trainers and servers.", no_args_is_help=True)
     export.command("megatron")(export_megatron_command)
     export.command("hf")(export_hf_command)

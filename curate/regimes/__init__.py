@@ -1,9 +1,10 @@
 """The regime registry: which phase-1 transform each regime gets and how it trains (DESIGN.md).
 
-A regime is a transform of phase 1 (one module of this package each) plus the training
-overrides that land in `manifest.json` under `recipe`, so the trainer applies them without the
-user repeating them. B, C and D derive from a complete A build (`derived_from`). Adding a
-regime is one module and one `register` call.
+A regime is a transform of phase 1 (one module of this package each, with its settings, the
+columns it adds and what it measures) plus the training overrides that land in `manifest.json`
+under `recipe`, so the trainer applies them without the user repeating them. B, C and D derive
+from a complete A build (`derived_from`). Adding a regime is one module and one `register` call:
+`curate build` and `curate experiment` make options of its settings.
 """
 
 from __future__ import annotations
@@ -80,6 +81,25 @@ def get_regime(name: str) -> Regime:
     if regime is None:
         raise UserError(f"unknown regime {name!r}; valid regimes: {', '.join(REGISTRY)}")
     return regime
+
+
+def regime_columns(base: str) -> tuple[str, ...]:
+    """The shard columns the transforms of `base`'s family add: input metadata of these names is
+    renamed at ingest, so a build derived from `base` can add its columns."""
+    return tuple(sorted({column for regime in family(base) for column in regime.transform.columns}))
+
+
+def family(base: str) -> list[Regime]:
+    """A regime built from its input and, in registry order, every regime derived from it."""
+    root = get_regime(base)
+    return [root] + [regime for regime in REGISTRY.values() if regime.derived_from == root.name]
+
+
+def default_study() -> list[Regime]:
+    """The regimes `curate experiment` compares unless told otherwise: the first registered regime
+    that others derive from, and its family."""
+    base = next(r for r in REGISTRY.values() if r.derived_from is None and any(d.derived_from == r.name for d in REGISTRY.values()))
+    return family(base.name)
 
 
 def recipe_record(regime: Regime, settings: dict) -> dict:

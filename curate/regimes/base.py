@@ -12,11 +12,12 @@ vision-language regime overrides them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
 import pyarrow as pa
 
+from curate.curation.errors import UserError
 from curate.curation.ingest import IngestConfig, validate
 from curate.curation.readers import RawRecord
 
@@ -54,23 +55,32 @@ class Phase1Output:
 class Phase1Transform:
     """Base of every transform: text documents, de-duplicated, tokenized, two phases, no settings.
 
-`embedded_input`: whether the embedded default corpus (text) is a valid input of the regime.
-"""
+    `settings_type`: the transform's settings as one frozen dataclass (None: it has none). Fields
+        with `metadata["help"]` become options of `curate build` and `curate experiment`
+        (`metadata["option"]` names one otherwise named after the field); `__post_init__`
+        refuses values that cannot work, with a one-line UserError.
+    `columns`: the shard columns the transform adds (input metadata of those names is renamed).
+    `sections`: the top-level manifest and stats.json sections its output adds.
+    `embedded_input`: whether the embedded default corpus (text) is a valid input of the regime.
+    """
 
     name = "identity"
+    settings_type: type | None = None
+    columns: tuple[str, ...] = ()
+    sections: tuple[str, ...] = ()
     deduplicates = True
     tokenizes = True
     phases = 2
     embedded_input = True
     document_types: Mapping[str, pa.DataType] = {"id": pa.string(), "text": pa.string()}
 
-    def settings_from_options(self, options: Mapping[str, Any]) -> dict:
-        """The transform's settings from `curate build`'s options (CLI names; None when not given)."""
-        return {}
-
-    def check(self, settings: dict) -> dict:
-        """The settings as recorded in the manifest; a one-line UserError when they cannot work."""
-        return dict(settings)
+    def check(self, settings: Mapping[str, Any]) -> dict:
+        """The settings as recorded in the manifest: those given, completed with the defaults and checked."""
+        if self.settings_type is None:
+            if settings:
+                raise UserError(f"the {self.name} transform takes no settings, got {', '.join(sorted(settings))}")
+            return {}
+        return asdict(self.settings_type(**settings))
 
     def validate(self, record: RawRecord, ingest: IngestConfig, settings: dict) -> tuple[dict | None, str | None]:
         """The document a raw record holds, or its quarantine reason."""

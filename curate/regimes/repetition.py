@@ -9,6 +9,7 @@ change with Ray's block layout or the number of CPUs, and only two integer keys 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import pyarrow as pa
@@ -18,22 +19,27 @@ from curate.curation.order import keyed_hash
 from curate.regimes.base import Phase1Context, Phase1Output, Phase1Transform
 
 TOLERANCE = 1e-9
-DEFAULTS = {"repeat_fraction": 0.1, "repeat_times": 10}
 REMAINDER_RULE = (
     "floor(rows / repeat_times) documents with the smallest seeded selection keys appear repeat_times "
     "times each; the next document appears rows mod repeat_times times"
 )
 
 
-def check_repetition(fraction: float, times: int) -> None:
-    if not 0 < fraction <= 1:
-        raise UserError(f"--repeat-fraction must be in (0, 1], got {fraction}")
-    if times < 1:
-        raise UserError(f"--repeat-times must be at least 1, got {times}")
-    if abs(fraction * times - 1) > TOLERANCE:
-        raise UserError(
-            f"--repeat-fraction x --repeat-times must be 1 so phase 1 keeps its size; got {fraction} x {times} = {fraction * times:g}"
-        )
+@dataclass(frozen=True)
+class RepetitionSettings:
+    repeat_fraction: float = field(default=0.1, metadata={"help": "Share of phase 1 that is repeated."})
+    repeat_times: int = field(default=10, metadata={"help": "Copies of each repeated document."})
+
+    def __post_init__(self) -> None:
+        fraction, times = self.repeat_fraction, self.repeat_times
+        if not 0 < fraction <= 1:
+            raise UserError(f"--repeat-fraction must be in (0, 1], got {fraction}")
+        if times < 1:
+            raise UserError(f"--repeat-times must be at least 1, got {times}")
+        if abs(fraction * times - 1) > TOLERANCE:
+            raise UserError(
+                f"--repeat-fraction x --repeat-times must be 1 so phase 1 keeps its size; got {fraction} x {times} = {fraction * times:g}"
+            )
 
 
 def with_selection_key(table: pa.Table, seed: int) -> pa.Table:
@@ -52,14 +58,11 @@ def expand_copies(table: pa.Table, times: int, seed: int) -> pa.Table:
 
 class Repetition(Phase1Transform):
     name = "repeat"
+    settings_type = RepetitionSettings
+    columns = ("copy_index",)
 
-    def settings_from_options(self, options: Mapping[str, Any]) -> dict:
-        return {name: options[name] for name in DEFAULTS if options.get(name) is not None}
-
-    def check(self, settings: dict) -> dict:
-        settings = DEFAULTS | settings
-        check_repetition(settings["repeat_fraction"], settings["repeat_times"])
-        return settings | {"remainder": REMAINDER_RULE}
+    def check(self, settings: Mapping[str, Any]) -> dict:
+        return super().check(settings) | {"remainder": REMAINDER_RULE}
 
     def apply(self, context: Phase1Context) -> Phase1Output:
         times = context.settings["repeat_times"]

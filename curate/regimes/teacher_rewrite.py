@@ -18,9 +18,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections import Counter
-from typing import Any, Iterator, Mapping
+from typing import Iterator
 
-import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
@@ -29,6 +28,7 @@ from curate.curation.detect import detect_language
 from curate.curation.errors import UserError, user_error
 from curate.curation.manifest import phase_entry, read_json, write_json_atomic
 from curate.curation.shards import ShardInfo, read_shard, shard_info, write_shard
+from curate.curation.storage import exists, join, locate
 from curate.curation.teacher.config import TeacherConfig
 from curate.curation.teacher.parse import ERROR, REWRITTEN, STATUSES, parse_rewrite
 from curate.curation.teacher.prompt import build_prompt, prompt_variant
@@ -37,24 +37,6 @@ from curate.curation.tokenizer import load_tokenizer, token_id_array
 from curate.regimes.base import Phase1Context, Phase1Output, Phase1Transform
 
 TEACHER_STATS_DIR = "teacher"
-# `curate build` option -> TeacherConfig field.
-OPTION_NAMES = {
-    "teacher_backend": "backend",
-    "teacher_model": "model",
-    "teacher_replicas": "replicas",
-    "teacher_tp": "tp",
-    "teacher_endpoint": "endpoint",
-    "teacher_concurrency": "concurrency",
-    "teacher_kv_cache_bytes": "kv_cache_memory_bytes",
-    "teacher_max_model_len": "max_model_len",
-    "teacher_retries": "retries",
-    "teacher_timeout": "timeout_s",
-    "teacher_enforce_eager": "enforce_eager",
-    "teacher_structured_output": "structured_output",
-    "on_teacher_failure": "on_failure",
-    "max_teacher_failure_fraction": "max_failure_fraction",
-    "seed": "seed",
-}
 REGIME_COLUMNS = ("rewrite_status", "language", "original_tokens")
 EMPTY_RESPONSES = pa.table(
     {
@@ -73,20 +55,15 @@ def shard_stats_name(relpath: str) -> str:
     return f"{TEACHER_STATS_DIR}/{relpath.removesuffix('.arrow')}.json"
 
 
-def _exists(root: str, relpath: str) -> bool:
-    fs, base = fsspec.core.url_to_fs(root)
-    return fs.exists(f"{base.rstrip('/')}/{relpath}")
-
-
 def is_finished(out_root: str, relpath: str) -> bool:
     """A shard is finished when its stats and then its shard file were written."""
-    return _exists(out_root, shard_stats_name(relpath)) and _exists(out_root, relpath)
+    return exists(out_root, shard_stats_name(relpath)) and exists(out_root, relpath)
 
 
 def source_rows(root: str, relpath: str) -> int:
     """Rows of a source shard (from the Arrow footer), refusing one that has D's columns already."""
-    fs, base = fsspec.core.url_to_fs(root)
-    with fs.open(f"{base.rstrip('/')}/{relpath}", "rb") as handle:
+    fs, path = locate(root, relpath)
+    with fs.open(path, "rb") as handle:
         reader = pa.ipc.open_file(handle)
         taken = [name for name in REGIME_COLUMNS if name in reader.schema.names]
         if taken:
@@ -268,10 +245,7 @@ def teacher_summary(shard_stats: list[dict], config: TeacherConfig) -> dict:
 
 def write_finished_shard(out_root: str, relpath: str, table: pa.Table, stats: dict) -> None:
     """Stats first, shard last: the shard's presence then means both are complete."""
-    fs, base = fsspec.core.url_to_fs(out_root)
-    stats_name = shard_stats_name(relpath)
-    fs.makedirs(f"{base.rstrip('/')}/{stats_name.rsplit('/', 1)[0]}", exist_ok=True)
-    write_json_atomic(out_root, stats_name, stats)
+    write_json_atomic(out_root, shard_stats_name(relpath), stats)
     write_shard(table, out_root, relpath)
 
 
@@ -322,19 +296,14 @@ class TeacherRewrite(Phase1Transform):
     """Works on the source build's shards, not on a dataset, so a resumed build skips finished ones."""
 
     name = "teacher"
-
-    def settings_from_options(self, options: Mapping[str, Any]) -> dict:
-        given = {name: options.get(option) for option, name in OPTION_NAMES.items()}
-        return {name: value for name, value in given.items() if value is not None}
-
-    def check(self, settings: dict) -> dict:
-        return TeacherConfig(**settings).to_dict()
+    settings_type = TeacherConfig
+    columns = REGIME_COLUMNS
 
     def apply(self, context: Phase1Context) -> Phase1Output:
         if context.source is None:
             raise UserError("the teacher rewrites the phase 1 of a complete A build; build D with --from OUT_A")
         shards, stats = rewrite_phase1(
-            context.source, list(context.source_shards), context.out, f"{context.source}/tokenizer.json",
+            context.source, list(context.source_shards), context.out, join(context.source, "tokenizer.json"),
             TeacherConfig(**context.settings),
         )
         return Phase1Output(phase_entry("phase-1", shards) | {"teacher": stats}, dropped=stats["rows_in"] - stats["rows_out"])

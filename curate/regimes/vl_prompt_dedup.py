@@ -14,15 +14,29 @@ bytes values); `shape`; `vl_stats` (segments and tokens before and after, per fi
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate.curation.errors import UserError
 from curate.curation.ingest import IngestConfig, record_id
 from curate.curation.readers import RawRecord
-from curate.curation.vl import DEFAULT_FIELDS, ShapeError, decode_record, encode_record, parse_vl_record, render_text, text_slots
-from curate.dedup.prompt_dedup import DEFAULT_PRECEDENCE, PromptDedupConfig, RecordStats, dedup_record
+from curate.curation.vl import (
+    DEFAULT_FIELDS,
+    ShapeError,
+    decode_record,
+    encode_record,
+    parse_vl_record,
+    render_text,
+    text_slots,
+)
+from curate.dedup.prompt_dedup import (
+    DEFAULT_PRECEDENCE,
+    PromptDedupConfig,
+    RecordStats,
+    dedup_record,
+)
 from curate.regimes.base import Phase1Context, Phase1Output, Phase1Transform
 
 FIELD_STATS_TYPE = pa.struct(
@@ -170,30 +184,32 @@ def vl_summary(totals: list[dict], config: PromptDedupConfig) -> dict:
     }
 
 
-def _split(value: Any) -> list[str] | None:
-    return value.split(",") if isinstance(value, str) else value
+@dataclass(frozen=True)
+class VLSettings:
+    """Which text fields flat records have, which field keeps the canonical copy, how long an instruction is."""
+
+    fields: tuple[str, ...] = field(default=DEFAULT_FIELDS, metadata={"help": "Text fields of flat records."})
+    precedence: tuple[str, ...] = field(
+        default=DEFAULT_PRECEDENCE, metadata={"help": "Field order that keeps the canonical copy."}
+    )
+    min_tokens: int = PromptDedupConfig.min_tokens
+    min_width: int = PromptDedupConfig.min_width
+
+    def __post_init__(self) -> None:
+        if not self.fields or not self.precedence:
+            raise UserError("--fields and --precedence name at least one field each")
 
 
 class VLPromptDedup(Phase1Transform):
     name = "prompt-dedup"
+    settings_type = VLSettings
+    columns = ("vl_stats",)
+    sections = ("vl",)
     deduplicates = False
     tokenizes = False
     phases = 1
     embedded_input = False
     document_types = {"id": pa.string(), "record": pa.string(), "blobs": pa.list_(pa.binary()), "shape": pa.string()}
-
-    def settings_from_options(self, options: Mapping[str, Any]) -> dict:
-        given = {name: _split(options.get(name)) for name in ("fields", "precedence")}
-        return {name: value for name, value in given.items() if value}
-
-    def check(self, settings: dict) -> dict:
-        config = PromptDedupConfig(precedence=tuple(settings.get("precedence") or DEFAULT_PRECEDENCE))
-        return {
-            "fields": list(settings.get("fields") or DEFAULT_FIELDS),
-            "precedence": list(config.precedence),
-            "min_tokens": config.min_tokens,
-            "min_width": config.min_width,
-        }
 
     def validate(self, record: RawRecord, ingest: IngestConfig, settings: dict) -> tuple[dict | None, str | None]:
         if record.obj is None:

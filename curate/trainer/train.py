@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import fsspec
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -33,7 +32,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from curate.curation.errors import UserError
 from curate.curation.manifest import canonical_json
-from curate.trainer.checkpoint import latest_checkpoint, load_checkpoint, read_state, save_checkpoint
+from curate.curation.storage import read_bytes
+from curate.trainer.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    read_state,
+    save_checkpoint,
+)
 from curate.trainer.config import TrainConfig
 from curate.trainer.data import PackedPhases, data_fingerprint, load_packed_phases
 from curate.trainer.model import GPT, megatron_flops_per_sample
@@ -167,8 +172,7 @@ def write_run_files(output: Path, config: TrainConfig, data: str, resume_iterati
     """config.json, the tokenizer copy, and the log cut back to the resumed iteration."""
     output.mkdir(parents=True, exist_ok=True)
     (output / CONFIG_FILE).write_text(canonical_json({**dataclasses.asdict(config), "data": data}))
-    with fsspec.open(f"{data.rstrip('/')}/{TOKENIZER_FILE}", "rb") as source:
-        (output / TOKENIZER_FILE).write_bytes(source.read())
+    (output / TOKENIZER_FILE).write_bytes(read_bytes(data, TOKENIZER_FILE))
     log = output / LOG_FILE
     kept = [line for line in _log_lines(log) if json.loads(line)["iteration"] <= resume_iteration]
     log.write_text("".join(line + "\n" for line in kept))

@@ -8,7 +8,7 @@ from curate.curation.teacher.config import TeacherConfig
 
 
 def generate(requests: ray.data.Dataset, config: TeacherConfig) -> ray.data.Dataset:
-    """Response rows for request rows (see curation.teacher.requests), by the configured backend."""
+    """Response rows for request rows (see `curate.curation.teacher.requests`), by the configured backend."""
     if config.backend == "openai":
         from curate.curation.teacher.openai_backend import generate_openai
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 from curate.curation.errors import UserError
 
@@ -46,27 +46,29 @@ class TeacherConfig:
     batch_size: rows per batch handed to an engine or to the request pool.
     """
 
-    backend: str = "vllm"
-    model: str = PAPER_TEACHER_MODEL
-    replicas: int = 1
-    tp: int = 1
+    backend: str = field(default="vllm", metadata={"option": "teacher_backend", "help": "vllm (offline engines in the job) or openai (an endpoint)."})
+    model: str = field(default=PAPER_TEACHER_MODEL, metadata={"option": "teacher_model", "help": "Model id or local directory."})
+    replicas: int = field(default=1, metadata={"option": "teacher_replicas", "help": "vLLM engine replicas."})
+    tp: int = field(default=1, metadata={"option": "teacher_tp", "help": "Tensor-parallel size of each engine."})
     temperature: float = 0.7
     top_p: float = 0.8
     top_k: int = 20
     min_p: float = 0.0
     max_tokens_per_char: float = 1.0
     max_tokens_margin: int = 64
-    seed: int = 0
-    endpoint: str | None = None
-    concurrency: int = 8
-    retries: int = 3
-    timeout_s: float = 600.0
-    on_failure: str = "keep-original"
-    max_failure_fraction: float = 0.05
-    kv_cache_memory_bytes: int | None = None
-    max_model_len: int | None = None
-    enforce_eager: bool = False
-    structured_output: str | None = None
+    seed: int = field(default=0, metadata={"option": "teacher_seed", "help": "Base of every document's sampling seed."})
+    endpoint: str | None = field(default=None, metadata={"option": "teacher_endpoint", "help": "OpenAI-compatible base URL (.../v1)."})
+    concurrency: int = field(default=8, metadata={"option": "teacher_concurrency", "help": "Requests in flight to the endpoint."})
+    retries: int = field(default=3, metadata={"option": "teacher_retries", "help": "Retries of a failed request to the endpoint, with backoff."})
+    timeout_s: float = field(default=600.0, metadata={"option": "teacher_timeout", "help": "Seconds per request to the endpoint."})
+    on_failure: str = field(default="keep-original", metadata={"option": "on_teacher_failure", "help": "keep-original or drop a document whose rewrite failed."})
+    max_failure_fraction: float = field(
+        default=0.05, metadata={"option": "max_teacher_failure_fraction", "help": "Stop when more than this share of requests fails (no answer from the teacher)."}
+    )
+    kv_cache_memory_bytes: int | None = field(default=None, metadata={"option": "teacher_kv_cache_bytes", "help": "KV cache bytes per engine (CPU default 2 GiB)."})
+    max_model_len: int | None = field(default=None, metadata={"option": "teacher_max_model_len", "help": "Context length of each engine."})
+    enforce_eager: bool = field(default=False, metadata={"option": "teacher_enforce_eager", "help": "Skip vLLM compilation (faster start for small jobs)."})
+    structured_output: str | None = field(default=None, metadata={"option": "teacher_structured_output", "help": "A regex every generation must match."})
     batch_size: int = 32
 
     def __post_init__(self) -> None:
@@ -96,6 +98,3 @@ class TeacherConfig:
         """The sampling settings shared by every request (the model card's)."""
         return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k, "min_p": self.min_p}
 
-    def to_dict(self) -> dict:
-        """For the build's manifest `config` (so the config hash covers the teacher)."""
-        return asdict(self)

@@ -20,7 +20,7 @@ def prompt_template(lang: str) -> str:
     """The verbatim prompt of variant `lang` ("en" or "zh"), with its `{text}` placeholder."""
     if lang not in PROMPT_LANGUAGES:
         raise UserError(f"--lang must be one of {', '.join(PROMPT_LANGUAGES)}, got {lang!r}")
-    return resources.files("curation").joinpath(f"prompts/teacher-{lang}.txt").read_text(encoding="utf-8")
+    return resources.files("curate.curation").joinpath(f"prompts/teacher-{lang}.txt").read_text(encoding="utf-8")
 
 
 def prompt_variant(language: str) -> str:

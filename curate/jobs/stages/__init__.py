@@ -1,8 +1,7 @@
-"""The build's stages, one module each, in the order a document passes them.
+"""The build's stages, one module each, named for what it does.
 
-    ingest -> dedup (exact, near, pairs) -> order (seeded order, phases, phase-1 transform) -> stats
-
-plus `derive` for regimes built from a complete A build and `write`, the shard writer they share.
-Each stage function runs inside `curate.jobs.runner.StageRunner`, writes its output under OUT and returns
-what it measured (JSON), so a killed build resumes after its last finished stage.
+Their order is written once, in `curate/jobs/build.py` (`build_from_input` and `derive`). Each
+stage is a small frozen dataclass with its configuration bound, run by `curate.jobs.runner.StageRunner`
+in its own folder under OUT/_work; it returns a typed result (what it measured, where its output
+lives), which the runner keeps so a killed build resumes after its last finished stage.
 """

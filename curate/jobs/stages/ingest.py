@@ -11,9 +11,9 @@ for VL); the id rule, reused-id check and quarantine are the same for every regi
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Iterator
+from typing import ClassVar, Iterator
 
 import fsspec
 import pyarrow as pa
@@ -22,14 +22,36 @@ import ray
 
 from curate.curation.embedded import EMBEDDED_URL, write_embedded_corpus
 from curate.curation.errors import UserError
-from curate.curation.ingest import QUARANTINE_SCHEMA, IngestConfig, conform_metadata, ingest_file, metadata_types, reason_summary
-from curate.curation.readers import InputFile, Span, byte_ranges, byte_spans, count_newlines, process_local, splittable
+from curate.curation.ingest import (
+    QUARANTINE_SCHEMA,
+    IngestConfig,
+    conform_metadata,
+    ingest_file,
+    metadata_types,
+    reason_summary,
+)
+from curate.curation.readers import (
+    InputFile,
+    Span,
+    byte_ranges,
+    byte_spans,
+    count_newlines,
+    process_local,
+    splittable,
+)
+from curate.curation.storage import join
 from curate.dedup.exact import reused_ids
-from curate.jobs.datasets import attach_groups, exclude, has_files, only, read_parquet, write_parquet
+from curate.jobs.datasets import (
+    attach_groups,
+    exclude,
+    has_files,
+    only,
+    read_parquet,
+    write_parquet,
+)
 from curate.jobs.reduce import tree_reduce
-from curate.jobs.stages.write import write_sorted
+from curate.jobs.shard_writer import write_sorted
 from curate.regimes.base import Phase1Transform
-
 
 FIXED_COLUMNS = {"input_pos", "origin", "raw", "reason"}
 REASON_COUNTS = pa.schema([("reason", pa.string()), ("count", pa.int64())])
@@ -86,7 +108,7 @@ def _input_files(files: list[InputFile], stage_dir: str) -> tuple[list[InputFile
     """The input files and their fingerprints for the manifest; no files means the embedded corpus."""
     if files:
         return files, [f.fingerprint() for f in files]
-    corpus = f"{stage_dir}/embedded.jsonl"
+    corpus = join(stage_dir, "embedded.jsonl")
     description = write_embedded_corpus(corpus)
     fs, path = fsspec.core.url_to_fs(corpus)
     files = [InputFile(corpus, "python-stdlib.jsonl", "jsonl", fs.size(path))]
@@ -130,65 +152,86 @@ def _read_items(files: list[InputFile]) -> list[dict]:
     ]
 
 
-def ingest_stage(
-    files: list[InputFile],
-    ingest: IngestConfig,
-    transform: Phase1Transform,
-    settings: dict,
-    shard_rows: int,
-    out: str,
-    stage_dir: str,
-) -> dict:
+@dataclass(frozen=True)
+class Ingested:
+    """What ingest read: records in, quarantined, their reasons, the inputs' fingerprints, and where
+    the valid documents are."""
+
+    docs: str
+    documents: int
+    bytes: int
+    input: int
+    quarantined: int
+    reasons: dict
+    inputs: list
+
+    def check_bad_fraction(self, max_bad_fraction: float) -> None:
+        """A mostly broken input is a user error, not a silently empty build."""
+        if self.input == 0:
+            raise UserError("the input holds no records")
+        fraction = self.quarantined / self.input
+        if fraction > max_bad_fraction:
+            reasons = reason_summary(Counter(self.reasons))
+            raise UserError(
+                f"{self.quarantined} of {self.input} records ({fraction:.0%}) are invalid ({reasons}); "
+                f"check --text-field and the input format, or raise --max-bad-fraction"
+            )
+
+
+@dataclass(frozen=True)
+class Ingest:
     """Read and validate every input record; quarantine the bad ones and reused ids."""
-    files, described = _input_files(files, stage_dir)
-    validator = partial(transform.validate, ingest=ingest, settings=settings)
 
-    def read_files(batch: pa.Table) -> Iterator[pa.Table]:
-        for item in batch.to_pylist():
-            if item["data"] is not None:
-                fsspec.filesystem("memory").pipe(item["url"], item["data"])
-            file = InputFile(item["url"], item["name"], item["format"], item["size"])
-            span = Span(**item["span"]) if item["span"] else None
-            yield from ingest_file(file, item["index"], validator, transform.document_types, span=span)
+    name: ClassVar[str] = "ingest"
+    Result: ClassVar[type] = Ingested
+    files: list[InputFile]
+    config: IngestConfig
+    transform: Phase1Transform
+    settings: dict
+    shard_rows: int
+    out: str
 
-    listing = _read_items(files)
-    listed = ray.data.from_items(listing, override_num_blocks=min(len(listing), 1000))
-    write_parquet(listed.map_batches(read_files, batch_size=1, batch_format="pyarrow"), f"{stage_dir}/records")
-    if not has_files(f"{stage_dir}/records"):
-        raise UserError("the input holds no records")
-    records = read_parquet(f"{stage_dir}/records")
+    def run(self, work: str) -> Ingested:
+        files, described = _input_files(self.files, work)
+        validator = partial(self.transform.validate, ingest=self.config, settings=self.settings)
+        document_types = self.transform.document_types
 
-    valid = records.map_batches(_valid_rows, batch_format="pyarrow")
-    types = metadata_types(_block_schemas(valid), FIXED_COLUMNS | set(transform.document_types))
-    valid = valid.map_batches(conform_metadata, fn_kwargs={"types": types}, batch_format="pyarrow")
-    shared_ids = attach_groups(valid.select_columns(["id", "input_pos"]), "id", "input_pos", "first_pos")
-    reused = shared_ids.map_batches(reused_ids, batch_format="pyarrow").materialize()
-    write_parquet(exclude(valid, reused, "input_pos").drop_columns(["raw"]), f"{stage_dir}/docs")
+        def read_files(batch: pa.Table) -> Iterator[pa.Table]:
+            for item in batch.to_pylist():
+                if item["data"] is not None:
+                    fsspec.filesystem("memory").pipe(item["url"], item["data"])
+                file = InputFile(item["url"], item["name"], item["format"], item["size"])
+                span = Span(**item["span"]) if item["span"] else None
+                yield from ingest_file(file, item["index"], validator, document_types, span=span)
 
-    quarantine = records.map_batches(_invalid_rows, batch_format="pyarrow").union(
-        only(valid, reused, "input_pos").map_batches(_as_reused_id, batch_format="pyarrow")
-    )
-    shards = write_sorted(quarantine, "input_pos", out, "quarantine", QUARANTINE_SCHEMA, shard_rows)
-    reasons = reason_counts(quarantine)
-    total = records.count()
-    return {
-        "documents": total,
-        "bytes": sum(f.size for f in files),
-        "input": total,
-        "quarantined": sum(s.rows for s in shards),
-        "reasons": reasons,
-        "inputs": described,
-    }
+        listing = _read_items(files)
+        listed = ray.data.from_items(listing, override_num_blocks=min(len(listing), 1000))
+        records_dir, docs_dir = join(work, "records"), join(work, "docs")
+        write_parquet(listed.map_batches(read_files, batch_size=1, batch_format="pyarrow"), records_dir)
+        if not has_files(records_dir):
+            raise UserError("the input holds no records")
+        records = read_parquet(records_dir)
 
+        valid = records.map_batches(_valid_rows, batch_format="pyarrow")
+        types = metadata_types(_block_schemas(valid), FIXED_COLUMNS | set(document_types))
+        valid = valid.map_batches(
+            conform_metadata, fn_kwargs={"types": types, "reserved": self.config.reserved}, batch_format="pyarrow"
+        )
+        shared_ids = attach_groups(valid.select_columns(["id", "input_pos"]), "id", "input_pos", "first_pos")
+        reused = shared_ids.map_batches(reused_ids, batch_format="pyarrow").materialize()
+        write_parquet(exclude(valid, reused, "input_pos").drop_columns(["raw"]), docs_dir)
 
-def check_bad_fraction(info: dict, max_bad_fraction: float) -> None:
-    """A mostly broken input is a user error, not a silently empty build."""
-    if info["input"] == 0:
-        raise UserError("the input holds no records")
-    fraction = info["quarantined"] / info["input"]
-    if fraction > max_bad_fraction:
-        reasons = reason_summary(Counter(info["reasons"]))
-        raise UserError(
-            f"{info['quarantined']} of {info['input']} records ({fraction:.0%}) are invalid ({reasons}); "
-            f"check --text-field and the input format, or raise --max-bad-fraction"
+        quarantine = records.map_batches(_invalid_rows, batch_format="pyarrow").union(
+            only(valid, reused, "input_pos").map_batches(_as_reused_id, batch_format="pyarrow")
+        )
+        shards = write_sorted(quarantine, "input_pos", self.out, "quarantine", QUARANTINE_SCHEMA, self.shard_rows)
+        total = records.count()
+        return Ingested(
+            docs=docs_dir,
+            documents=total,
+            bytes=sum(f.size for f in files),
+            input=total,
+            quarantined=sum(s.rows for s in shards),
+            reasons=reason_counts(quarantine),
+            inputs=described,
         )

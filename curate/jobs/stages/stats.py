@@ -11,26 +11,33 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
 
-import fsspec
 import pyarrow as pa
 
 from curate.curation.errors import UserError
-from curate.curation.manifest import read_json, write_json_atomic
+from curate.curation.manifest import write_json_atomic
 from curate.curation.shards import read_shard
-from curate.curation.stats import CoveragePartial, finalize, merge_count_tables, merge_partials, table_partial, table_unigrams
+from curate.curation.stats import (
+    STATS_NAME,
+    CoveragePartial,
+    finalize,
+    merge_count_tables,
+    merge_partials,
+    table_partial,
+    table_unigrams,
+)
+from curate.curation.storage import exists, locate, read_bytes
 from curate.jobs.reduce import tree_reduce
 
-STATS_NAME = "stats.json"
 STATS_FORMAT_VERSION = 1
 _SHARD_PATH = re.compile(r"^(phase-\d+)/shard-\d+\.arrow$")
 
 
 def discover_phases(out: str) -> dict[str, list[str]]:
     """{phase name: shard paths relative to `out`}, sorted, from the files on disk."""
-    fs, base = fsspec.core.url_to_fs(out)
-    base = base.rstrip("/")
+    fs, base = locate(out)
     phases: dict[str, list[str]] = {}
     for path in sorted(fs.glob(f"{base}/phase-*/shard-*.arrow")):
         relpath = path[len(base) + 1 :] if path.startswith(base) else "/".join(path.split("/")[-2:])
@@ -91,10 +98,10 @@ def prompt_duplication(table: pa.Table) -> dict | None:
 
 def shard_partial(root: str, relpath: str) -> CoveragePartial:
     """The partial of one shard, read whole (shards are written to fit in memory)."""
-    fs, base = fsspec.core.url_to_fs(root)
+    fs, path = locate(root, relpath)
     table = read_shard(root, relpath)
     partial = table_partial(table, prompt_duplication)
-    partial.shard_bytes = int(fs.size(f"{base.rstrip('/')}/{relpath}"))
+    partial.shard_bytes = int(fs.size(path))
     return partial
 
 
@@ -111,9 +118,7 @@ def _reduced(function: Callable, merge: Callable[[list], Any], root: str, relpat
 
 
 def _read_bytes(root: str, name: str) -> bytes | None:
-    fs, base = fsspec.core.url_to_fs(root)
-    path = f"{base.rstrip('/')}/{name}"
-    return fs.cat_file(path) if fs.exists(path) else None
+    return read_bytes(root, name) if exists(root, name) else None
 
 
 def check_reference(out: str, reference: str, reference_paths: list[str]) -> None:
@@ -140,7 +145,12 @@ def _near_duplicate_rate(dedup: dict) -> float | None:
 def compute_build_stats(
     out: str, dedup: dict, reference: str | None = None, phases: dict[str, list[str]] | None = None
 ) -> dict:
-    """Coverage statistics of the build in `out` (see `write_build_stats`), without writing them."""
+    """Coverage statistics of the shards in `out`, without writing them.
+
+    `reference` is the build whose unigram ranking defines tail mass and which the
+    Jensen-Shannon divergence compares against (None: the build itself). `phases` names the
+    shards per phase; None lists `out/phase-*/shard-*.arrow`.
+    """
     phases = discover_phases(out) if phases is None else phases
     phase_partials = {name: _reduced(shard_partial, merge_partials, out, phases[name]) for name in sorted(phases)}
     overall = merge_partials(phase_partials.values())
@@ -160,29 +170,12 @@ def compute_build_stats(
     }
 
 
-def write_build_stats(
-    out: str, dedup: dict, reference: str | None = None, phases: dict[str, list[str]] | None = None
-) -> dict:
-    """Compute the coverage statistics of the build in `out`, write `out/stats.json`, return them.
-
-    `reference` is the build whose unigram ranking defines tail mass and which the
-    Jensen-Shannon divergence compares against (None: the build itself). `phases` names the
-    shards per phase; None lists `out/phase-*/shard-*.arrow`.
-    """
-    stats = compute_build_stats(out, dedup, reference, phases)
-    write_json_atomic(out, STATS_NAME, stats)
-    return stats
-
-
-def read_build_stats(out: str) -> dict:
-    return read_json(out, STATS_NAME)
-
-
-def build_stats(out: str, dedup: dict, reference: str | None, phases: list[dict], sections: dict) -> dict:
-    """stats.json of a build: coverage, plus what the phase-1 transform measured.
+def write_stats(out: str, dedup: dict, reference: str | None, phases: list[dict], sections: dict) -> dict:
+    """Write `out/stats.json`: coverage, plus what the phase-1 transform measured; return it.
 
     A phase entry's own keys beyond its shards (D's `teacher`) go into that phase's section;
-    `sections` (VL's `vl`) sit at the top level, as in the manifest.
+    `sections` (VL's `vl`) sit at the top level, as in the manifest. The build and
+    `curate stats --recompute` both write stats.json through here, from the same values.
     """
     stats = compute_build_stats(out, dedup, reference)
     for phase in phases:
@@ -191,3 +184,25 @@ def build_stats(out: str, dedup: dict, reference: str | None, phases: list[dict]
     stats.update(sections)
     write_json_atomic(out, STATS_NAME, stats)
     return stats
+
+
+@dataclass(frozen=True)
+class StatsWritten:
+    documents: int
+
+
+@dataclass(frozen=True)
+class CoverageStats:
+    """stats.json of a build whose phases are written (the manifest comes after)."""
+
+    name: ClassVar[str] = "stats"
+    Result: ClassVar[type] = StatsWritten
+    out: str
+    dedup: dict
+    reference: str | None
+    phases: list
+    sections: dict
+
+    def run(self, work: str) -> StatsWritten:
+        stats = write_stats(self.out, self.dedup, self.reference, self.phases, self.sections)
+        return StatsWritten(documents=stats["overall"]["documents"])

@@ -1,5 +1,5 @@
-"""The write stage: P in its seeded order, the holdout, the tokenizer, the phases, phase 1 through the
-regime's transform.
+"""The phases stage: P in its seeded order, the holdout, the tokenizer, the phases, phase 1 through the
+regime's transform, every shard written.
 
 The order is a sort by a keyed hash of each id with the seed (never Ray's block order). With
 `--holdout`, the documents whose keyed holdout hash falls in the given share of its range are set
@@ -12,8 +12,9 @@ transform, which writes it.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import partial
-from typing import Iterator
+from typing import ClassVar, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -21,9 +22,15 @@ import ray
 from tokenizers import Tokenizer
 
 from curate.curation.order import keyed_hash, order_keys
-from curate.curation.tokenizer import eod_token_id, load_tokenizer, save_tokenizer, train_bpe
+from curate.curation.storage import join
+from curate.curation.tokenizer import (
+    eod_token_id,
+    load_tokenizer,
+    save_tokenizer,
+    train_bpe,
+)
 from curate.jobs.datasets import read_parquet, sort_rows
-from curate.jobs.stages.write import ordered_blocks, write_dataset
+from curate.jobs.shard_writer import ordered_blocks, write_dataset
 from curate.regimes.base import Phase1Context, Phase1Transform
 
 TOKENIZER_TRAIN_BYTES = 256 * 1024 * 1024
@@ -74,54 +81,72 @@ def _tokenizer(ordered: "ray.data.Dataset", transform: Phase1Transform, path: st
     if not transform.tokenizes:
         return None
     tokenizer = load_tokenizer(path) if path else _train_tokenizer(ordered, vocab_size)
-    save_tokenizer(tokenizer, f"{out}/tokenizer.json")
+    save_tokenizer(tokenizer, join(out, "tokenizer.json"))
     return tokenizer
 
 
-def write_stage(
-    docs_dir: str,
-    transform: Phase1Transform,
-    settings: dict,
-    seed: int,
-    shard_rows: int,
-    tokenizer_path: str | None,
-    vocab_size: int,
-    holdout: float,
-    out: str,
-) -> dict:
+@dataclass(frozen=True)
+class PhasesWritten:
+    """The manifest's phase entries and holdout, the tokenizer's entry, and what the transform added
+    (`sections`) or dropped."""
+
+    documents: int
+    phases: list
+    holdout: dict | None
+    sections: dict
+    dropped: int
+    tokenizer: dict | None
+
+
+@dataclass(frozen=True)
+class WritePhases:
     """Order the kept documents, set the holdout aside, split the phases, tokenize and write phase 2
     and the holdout, hand phase 1 to the transform."""
-    ordered = seeded_order(read_parquet(docs_dir), seed)
-    _, schema = ordered_blocks(ordered)
-    held = None
-    if holdout:
-        marked = ordered.map_batches(_with_holdout_mark, fn_kwargs={"fraction": holdout, "seed": seed}, batch_format="pyarrow")
-        held = marked.map_batches(_marked, fn_kwargs={"held": True}, batch_format="pyarrow").materialize()
-        ordered = marked.map_batches(_marked, fn_kwargs={"held": False}, batch_format="pyarrow").materialize()
-    tokenizer = _tokenizer(ordered, transform, tokenizer_path, vocab_size, out)
-    tokenizer_json = tokenizer.to_str() if tokenizer is not None else None
-    rows = ordered.count()
-    parts = ordered.split_at_indices([math.ceil(rows / 2)]) if transform.phases == 2 else [ordered]
-    context = Phase1Context(
-        settings=settings,
-        seed=seed,
-        out=out,
-        tokenizer_json=tokenizer_json,
-        phase1=lambda: parts[0],
-        write=partial(write_dataset, root=out, folder="phase-1", shard_rows=shard_rows, tokenizer_json=tokenizer_json, like=schema),
-    )
-    output = transform.apply(context)
-    phases = [output.phase] + [
-        write_dataset(part, out, f"phase-{number}", shard_rows, tokenizer_json, like=schema)
-        for number, part in enumerate(parts[1:], start=2)
-    ]
-    return {
-        "documents": rows,
-        "phases": phases,
-        "holdout": None if held is None else write_dataset(held, out, "holdout", shard_rows, tokenizer_json, like=schema),
-        "sections": output.sections,
-        "dropped": output.dropped,
-        "tokenizer": None if tokenizer is None else {
-            "path": "tokenizer.json", "eod_token_id": eod_token_id(tokenizer), "vocab_size": tokenizer.get_vocab_size()
-        },
-    }
+
+    name: ClassVar[str] = "phases"
+    Result: ClassVar[type] = PhasesWritten
+    docs: str
+    transform: Phase1Transform
+    settings: dict
+    seed: int
+    shard_rows: int
+    tokenizer: str | None
+    vocab_size: int
+    holdout: float
+    out: str
+
+    def run(self, work: str) -> PhasesWritten:
+        ordered = seeded_order(read_parquet(self.docs), self.seed)
+        _, schema = ordered_blocks(ordered)
+        held = None
+        if self.holdout:
+            marked = ordered.map_batches(
+                _with_holdout_mark, fn_kwargs={"fraction": self.holdout, "seed": self.seed}, batch_format="pyarrow"
+            )
+            held = marked.map_batches(_marked, fn_kwargs={"held": True}, batch_format="pyarrow").materialize()
+            ordered = marked.map_batches(_marked, fn_kwargs={"held": False}, batch_format="pyarrow").materialize()
+        tokenizer = _tokenizer(ordered, self.transform, self.tokenizer, self.vocab_size, self.out)
+        tokenizer_json = tokenizer.to_str() if tokenizer is not None else None
+        write = partial(write_dataset, root=self.out, shard_rows=self.shard_rows, tokenizer_json=tokenizer_json, like=schema)
+        rows = ordered.count()
+        parts = ordered.split_at_indices([math.ceil(rows / 2)]) if self.transform.phases == 2 else [ordered]
+        context = Phase1Context(
+            settings=self.settings,
+            seed=self.seed,
+            out=self.out,
+            tokenizer_json=tokenizer_json,
+            phase1=lambda: parts[0],
+            write=partial(write, folder="phase-1"),
+        )
+        output = self.transform.apply(context)
+        phases = [output.phase] + [write(part, folder=f"phase-{number}") for number, part in enumerate(parts[1:], start=2)]
+        return PhasesWritten(
+            documents=rows,
+            phases=phases,
+            holdout=None if held is None else write(held, folder="holdout"),
+            sections=output.sections,
+            dropped=output.dropped,
+            tokenizer=None if tokenizer is None else {
+                "path": "tokenizer.json", "eod_token_id": eod_token_id(tokenizer), "vocab_size": tokenizer.get_vocab_size()
+            },
+        )

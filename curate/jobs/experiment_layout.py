@@ -1,0 +1,40 @@
+"""The experiment folder: where each part of `curate experiment` lives (DESIGN.md, "Output layout of
+an experiment"), and the one way its files are written."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from curate.curation.storage import write_text_atomic
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The experiment folder's paths (DESIGN.md, "Output layout of an experiment")."""
+
+    root: str
+
+    def build(self, regime: str) -> str:
+        return os.path.join(self.root, "builds", regime)
+
+    def run(self, regime: str) -> str:
+        return os.path.join(self.root, "runs", regime)
+
+    def diagnostics(self, regime: str, checkpoint: str | None = None) -> str:
+        return os.path.join(self.root, "diagnostics", regime, *([checkpoint] if checkpoint else []))
+
+    def evaluation(self, regime: str, checkpoint: str | None = None) -> str:
+        if checkpoint is None:
+            return os.path.join(self.root, "eval", f"{regime}.json")
+        return os.path.join(self.root, "eval", regime, f"{checkpoint}.json")
+
+
+def write_if_changed(path: str, text: str) -> bool:
+    """Write `path` atomically unless it already holds `text`; True when written."""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            if handle.read() == text:
+                return False
+    write_text_atomic(os.path.dirname(path), os.path.basename(path), text)
+    return True
