@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import matplotlib
 from matplotlib.ticker import MaxNLocator, NullFormatter
 
+from curate.curation.contamination_report import contamination_html
 from curate.curation.errors import UserError
 from curate.curation.manifest import is_complete, read_json
 from curate.curation.plots import new_figure, to_svg
@@ -384,6 +385,7 @@ def render_report(builds: list[Build]) -> str:
 A dash means the statistic cannot be computed for that build (for example no text column).</p>
 <h2>Summary</h2>
 {summary_table(builds)}
+{contamination_html(builds)}
 {''.join(figures)}
 <script>{RENDER_CHECK}</script>
 </body></html>

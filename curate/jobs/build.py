@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import ray
 
+from curate.curation.benchmarks import BenchmarkSpec
 from curate.curation.errors import UserError
 from curate.curation.ingest import IngestConfig
 from curate.curation.manifest import (
@@ -35,6 +36,15 @@ from curate.jobs.stages.dedup_pairs import WritePairs
 from curate.jobs.stages.derive_phase1 import DerivePhase1
 from curate.jobs.stages.exact_dedup import ExactDedup
 from curate.jobs.stages.ingest import Ingest
+from curate.jobs.stages.benchmark_overlap import (
+    SECTION,
+    Benchmarks,
+    Decontaminate,
+    Decontaminated,
+    MeasureOverlap,
+    NearSettings,
+    load_benchmarks,
+)
 from curate.jobs.stages.near_dedup import NearDedup
 from curate.jobs.stages.phases import WritePhases
 from curate.jobs.stages.stats import CoverageStats
@@ -69,13 +79,21 @@ class BuildConfig:
     holdout: float = 0.0
     source: str | None = None
     settings: dict = field(default_factory=dict)
+    benchmarks: tuple[BenchmarkSpec, ...] = ()
+    decontaminate: bool = False
 
     def hashed(self) -> dict:
-        """The configuration as recorded: a derived build names its source by config hash, not path."""
+        """The configuration as recorded: a derived build names its source by config hash, not path;
+        a build without benchmarks records none (its hash is what it was before they existed)."""
         values = asdict(self)
         if self.source is not None:
             values["source"] = load_manifest(self.source)["config_hash"]
+        if not self.benchmarks:
+            del values["benchmarks"], values["decontaminate"]
         return values
+
+    def near_settings(self) -> NearSettings:
+        return NearSettings(self.near_threshold, self.num_perm, self.ngram_size, self.seed)
 
     def near(self) -> NearDedupConfig:
         return NearDedupConfig(
@@ -102,18 +120,19 @@ def run_build(config: BuildConfig, options: RunOptions) -> dict:
     config = replace(config, regime=regime.name, settings=validate(regime, config))
     out = options.output if "://" in options.output else os.path.abspath(options.output)
     files = list_input_files(list(config.inputs)) if config.inputs else []
-    prepare_output(out, options.resume, options.overwrite)
     progress = Progress(options.quiet, options.json_progress)
-    runner = StageRunner(out, progress)
     bars = sys.stderr.isatty() and not options.quiet and not options.json_progress
     init_ray(options.address, options.num_cpus, progress_bars=bars)
+    benchmarks = load_benchmarks(list(config.benchmarks), config.near_settings()) if config.benchmarks else None
+    prepare_output(out, options.resume, options.overwrite)
+    runner = StageRunner(out, progress)
     check_shared_output(out, options.shared_output)
     set_parallelism(_input_bytes(config, files))
     runner.check_config({"config": asdict(config)})
     runner.check_inputs([f.fingerprint() for f in files])
     progress.line(f"curate build --regime {regime.name} -> {out}")
     if regime.derived_from is None:
-        manifest = build_from_input(config, regime, files, out, runner)
+        manifest = build_from_input(config, regime, files, out, runner, benchmarks)
     else:
         source = config.source
         if source is None:
@@ -121,8 +140,8 @@ def run_build(config: BuildConfig, options: RunOptions) -> dict:
             if not is_complete(source):
                 base = get_regime(regime.derived_from)
                 base_config = replace(config, regime=base.name, settings=validate(base, replace(config, settings={})))
-                build_from_input(base_config, base, files, source, StageRunner(source, progress))
-        manifest = derive(config, regime, source, out, runner)
+                build_from_input(base_config, base, files, source, StageRunner(source, progress), benchmarks)
+        manifest = derive(config, regime, source, out, runner, benchmarks)
     if not options.keep_work:
         runner.remove()
     return {"manifest": manifest, "timings": runner.timings}
@@ -140,7 +159,9 @@ def check_shared_output(out: str, declared_shared: bool) -> None:
         )
 
 
-def build_from_input(config: BuildConfig, regime: Regime, files: list[InputFile], out: str, runner: StageRunner) -> dict:
+def build_from_input(
+    config: BuildConfig, regime: Regime, files: list[InputFile], out: str, runner: StageRunner, benchmarks: Benchmarks | None
+) -> dict:
     """Run the stages of a regime built from its input into `out`; return its manifest (written last).
 
     The list below is the order of the stages; every other description of it points here.
@@ -157,6 +178,8 @@ def build_from_input(config: BuildConfig, regime: Regime, files: list[InputFile]
             near = runner.run(NearDedup(replace(config.near(), num_partitions=shuffle_partitions()), docs))
             docs, near_removed, near_measures, near_pairs = near.docs, near.removed, near.measures, near.pairs
         runner.run(WritePairs(out, exact.pairs, near_pairs, config.shard_rows))
+    removed = runner.run(Decontaminate(benchmarks.index, docs)) if config.decontaminate else None
+    docs = removed.docs if removed else docs
     written = runner.run(
         WritePhases(docs, transform, config.settings, config.seed, config.shard_rows, config.tokenizer, config.vocab_size,
                     config.holdout, out)
@@ -167,20 +190,22 @@ def build_from_input(config: BuildConfig, regime: Regime, files: list[InputFile]
             "quarantined": ingested.quarantined,
             "exact_duplicates": exact_removed,
             "near_duplicates": near_removed,
-            "kept": written.documents,
         }
+        | ({"contaminated": removed.removed} if removed else {})
+        | {"kept": written.documents}
         | ({"held_out": written.holdout["rows"]} if written.holdout else {}),
         written.dropped,
     )
     dedup = counts | {"quarantine_reasons": ingested.reasons, "near": near_measures}
-    runner.run(CoverageStats(out, dedup, None, written.phases, written.sections))
+    sections = written.sections | overlap_section(config, benchmarks, out, written.phases, runner, removed)
+    runner.run(CoverageStats(out, dedup, None, written.phases, sections))
     manifest = make_manifest(regime, config, written.phases, counts, written.tokenizer, ingested.inputs)
-    manifest |= {"dedup": dedup} | written.sections | ({"holdout": written.holdout} if written.holdout else {})
+    manifest |= {"dedup": dedup} | sections | ({"holdout": written.holdout} if written.holdout else {})
     write_manifest(out, manifest)
     return manifest
 
 
-def derive(config: BuildConfig, regime: Regime, source: str, out: str, runner: StageRunner) -> dict:
+def derive(config: BuildConfig, regime: Regime, source: str, out: str, runner: StageRunner, benchmarks: Benchmarks | None) -> dict:
     """Build a derived regime from the complete build at `source`; return its manifest (written last)."""
     source_manifest = load_manifest(source)
     if source_manifest["regime"] != regime.derived_from:
@@ -193,14 +218,26 @@ def derive(config: BuildConfig, regime: Regime, source: str, out: str, runner: S
     )
     phases = [derived.phase] + [phase for phase in source_manifest["phases"] if phase["name"] != "phase-1"]
     dedup = source_manifest.get("dedup", {})
-    runner.run(CoverageStats(out, dedup, source, phases, derived.sections))
+    sections = derived.sections | overlap_section(config, benchmarks, out, phases, runner, None)
+    runner.run(CoverageStats(out, dedup, source, phases, sections))
     counts = with_dropped(source_manifest["counts"], derived.dropped)
     manifest = make_manifest(regime, config, phases, counts, source_manifest["tokenizer"], source_manifest["inputs"])
-    manifest |= {"dedup": dedup} | derived.sections | {k: source_manifest[k] for k in ("holdout",) if k in source_manifest}
+    manifest |= {"dedup": dedup} | sections | {k: source_manifest[k] for k in ("holdout",) if k in source_manifest}
     url = source if "://" in source else os.path.abspath(source)
     manifest["source"] = {"config_hash": source_manifest["config_hash"], "regime": source_manifest["regime"], "url": url}
     write_manifest(out, manifest)
     return manifest
+
+
+def overlap_section(
+    config: BuildConfig, benchmarks: Benchmarks | None, out: str, phases: list[dict], runner: StageRunner,
+    removed: Decontaminated | None,
+) -> dict:
+    """The `contamination` section of a build given benchmarks: its phases measured as written."""
+    if benchmarks is None:
+        return {}
+    measured = runner.run(MeasureOverlap(benchmarks.index, benchmarks.described, out, phases, config.shard_rows, removed))
+    return {SECTION: measured.section}
 
 
 def with_dropped(counts: dict, dropped: int) -> dict:
@@ -240,6 +277,13 @@ def validate(regime: Regime, config: BuildConfig) -> dict:
         load_tokenizer(config.tokenizer)
     if config.shard_rows < 1:
         raise UserError(f"--shard-rows must be at least 1, got {config.shard_rows}")
+    if config.decontaminate and not config.benchmarks:
+        raise UserError("--decontaminate removes what overlaps the benchmarks: give them with --benchmark NAME=URL")
+    if config.decontaminate and (config.source is not None or not regime.transform.deduplicates):
+        raise UserError(
+            f"--decontaminate removes documents before they are ordered: give it to the build of regime "
+            f"{regime.derived_from or regime.name}'s input, not to a build derived from another or a regime without dedup"
+        )
     if not 0 <= config.holdout < 1:
         raise UserError(f"--holdout must be in [0, 1), got {config.holdout}")
     config.near()

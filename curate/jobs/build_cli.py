@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import typer
 
+from curate.curation.benchmarks import BenchmarkSpec, parse_benchmarks
 from curate.jobs.options import (
     command,
     given_values,
@@ -43,6 +44,23 @@ def regime_settings(regime: Regime, values: dict) -> dict:
     return given_values(option_fields(regime.transform.settings_type), values)
 
 
+def benchmark_parameters() -> list[inspect.Parameter]:
+    """`--benchmark NAME=URL` and `--benchmark-fields NAME=f1,f2`, shared by `curate build` and `curate contamination`."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    return [
+        inspect.Parameter("benchmark", keyword, annotation=Optional[list[str]], default=typer.Option(
+            None, "--benchmark", help="NAME=URL of a benchmark (JSONL, .gz, .zst or Parquet) to measure overlap with. Repeatable."
+        )),
+        inspect.Parameter("benchmark_fields", keyword, annotation=Optional[list[str]], default=typer.Option(
+            None, "--benchmark-fields", help="NAME=f1,f2: the fields that make an item's text (default: its string fields). Repeatable."
+        )),
+    ]
+
+
+def benchmarks_given(values: dict) -> tuple[BenchmarkSpec, ...]:
+    return tuple(parse_benchmarks(values["benchmark"] or [], values["benchmark_fields"] or []))
+
+
 def _build_parameters() -> list[inspect.Parameter]:
     keyword = inspect.Parameter.KEYWORD_ONLY
 
@@ -69,6 +87,8 @@ def _build_parameters() -> list[inspect.Parameter]:
         option("ngram_size", int, typer.Option(5, help="Word n-gram size of shingles.")),
         option("keep", str, typer.Option("min-id", help="Which document of a duplicate cluster stays: min-id, longest or first.")),
         option("holdout", float, typer.Option(0.0, help="Seeded share of the deduplicated documents set aside in OUT/holdout/ for evaluation.")),
+        *benchmark_parameters(),
+        option("decontaminate", bool, typer.Option(False, help="Remove every document that overlaps a --benchmark, before ordering (counted as contaminated).")),
         *regime_parameters(list(REGISTRY.values())),
         option("resume", bool, typer.Option(False, help="Finish an interrupted build in OUT without redoing finished stages.")),
         option("keep_work", bool, typer.Option(False, help="Keep the stage scratch OUT/_work after the build completes.")),
@@ -106,6 +126,8 @@ def build(**values: Any) -> None:
         holdout=values["holdout"],
         source=values["source"],
         settings=regime_settings(chosen, values),
+        benchmarks=benchmarks_given(values),
+        decontaminate=values["decontaminate"],
     )
     output = values["output"] or f"out/{chosen.name}"
     as_json, quiet = values["as_json"], values["quiet"]

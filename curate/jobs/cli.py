@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "curate.jobs.build_cli",
     "curate.jobs.teacher_cli",
     "curate.jobs.stats_cli",
+    "curate.jobs.contamination_cli",
     "curate.jobs.train_cli",
     "curate.jobs.diagnose_cli",
     "curate.jobs.experiment_cli",

@@ -27,11 +27,13 @@ def stats_command(
         typer.echo(canonical_json(read_json(out, STATS_NAME)), nl=False)
         return
     from curate.jobs.ray_cluster import init_ray
+    from curate.jobs.stages.benchmark_overlap import SECTION
     from curate.jobs.stages.stats import write_stats
     from curate.regimes import get_regime
 
     reference = reference or _source_url(manifest)
-    sections = {name: manifest[name] for name in get_regime(manifest["regime"]).transform.sections if name in manifest}
+    carried = (*get_regime(manifest["regime"]).transform.sections, SECTION)
+    sections = {name: manifest[name] for name in carried if name in manifest}
     init_ray(address)
     typer.echo(canonical_json(write_stats(out, manifest.get("dedup", {}), reference, manifest["phases"], sections)), nl=False)
 

@@ -1,0 +1,64 @@
+"""`curate contamination`: measure finished builds against benchmarks, without rebuilding them.
+
+Each build's phases are matched shard by shard, as written (the same stage code as a build with
+`--benchmark`), so C's copies count as the rows they are and D's phase 1 as rewritten. Near copies
+are verified with each build's own near-dedup settings; the benchmarks are read once per distinct
+setting. Output:
+
+  DIR/<label>/shard-NNNNN.arrow   the build's evidence (DESIGN.md's schema), sorted
+  DIR/summary.json                per build: its URL, regime and `contamination` section
+"""
+
+from __future__ import annotations
+
+import os
+
+from curate.curation.benchmarks import BenchmarkSpec
+from curate.curation.manifest import canonical_json, load_manifest, write_json_atomic
+from curate.curation.storage import join, locate
+from curate.jobs.stages.benchmark_overlap import Benchmarks, NearSettings, load_benchmarks, measure_phases, write_evidence
+
+SUMMARY_NAME = "summary.json"
+WORK = "_work"
+EVIDENCE_SHARD_ROWS = 10_000
+
+
+def _labels(builds: list[str]) -> list[str]:
+    """Each build's folder name, made unique by its position where two share one."""
+    names = [os.path.basename(build.rstrip("/")) or "build" for build in builds]
+    return [name if names.count(name) == 1 else f"{name}-{number}" for number, name in enumerate(names, start=1)]
+
+
+def _near_settings(manifest: dict) -> NearSettings:
+    config = manifest["config"]
+    return NearSettings(config["near_threshold"], config["num_perm"], config["ngram_size"], config["seed"])
+
+
+def measure_builds(builds: list[str], specs: list[BenchmarkSpec], output: str) -> dict:
+    """Measure every build against the benchmarks; write the evidence and the summary under `output`."""
+    manifests = [load_manifest(build) for build in builds]
+    loaded: dict[NearSettings, Benchmarks] = {}
+    summary = {}
+    for build, label, manifest in zip(builds, _labels(builds), manifests):
+        near = _near_settings(manifest)
+        if near not in loaded:
+            loaded[near] = load_benchmarks(specs, near)
+        benchmarks = loaded[near]
+        scratch = join(output, WORK, label)
+        section, _ = measure_phases(benchmarks.index, build, manifest["phases"], scratch)
+        rows = write_evidence([scratch], output, EVIDENCE_SHARD_ROWS, folder=label)
+        summary[label] = {
+            "build": build,
+            "regime": manifest["regime"],
+            "evidence_rows": rows,
+            "contamination": {name: benchmarks.described[name] | values for name, values in section.items()},
+        }
+    write_json_atomic(output, SUMMARY_NAME, summary)
+    fs, work = locate(output, WORK)
+    if fs.exists(work):
+        fs.rm(work, recursive=True)
+    return summary
+
+
+def summary_text(summary: dict) -> str:
+    return canonical_json(summary)
