@@ -136,12 +136,20 @@ def test_rerun_redoes_nothing(experiment):
     assert files(root / "exp") == before
 
 
-def test_d_without_a_teacher_is_refused_in_one_line(tmp_path):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--regimes", "B,A"], "--regimes must start with a base regime"),
+        (["--regimes", "A,VL"], "--regimes must start with a base regime"),
+        (["--regimes", "A,C", "--repeat-fraction", "0.3"], "--repeat-fraction x --repeat-times must be 1"),
+    ],
+)
+def test_what_cannot_run_is_refused_in_one_line_before_any_work(tmp_path, args, message):
     curate = Path(sys.executable).with_name("curate")
-    command = [str(curate), "experiment", "--regimes", "A,D", "--output", str(tmp_path / "exp")]
+    command = [str(curate), "experiment", *args, "--output", str(tmp_path / "exp")]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "regime D needs a teacher" in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr
     assert not (tmp_path / "exp").exists()
 
 

@@ -31,11 +31,6 @@ from curate.curation.tokenizer import load_tokenizer
 from curate.dedup.near import NearDedupConfig
 from curate.jobs.ray_cluster import init_ray, set_parallelism, shuffle_partitions
 from curate.jobs.runner import Progress, StageRunner, prepare_output
-from curate.jobs.stages.copy_source import CopySource
-from curate.jobs.stages.dedup_pairs import WritePairs
-from curate.jobs.stages.derive_phase1 import DerivePhase1
-from curate.jobs.stages.exact_dedup import ExactDedup
-from curate.jobs.stages.ingest import Ingest
 from curate.jobs.stages.benchmark_overlap import (
     SECTION,
     Benchmarks,
@@ -45,6 +40,11 @@ from curate.jobs.stages.benchmark_overlap import (
     NearSettings,
     load_benchmarks,
 )
+from curate.jobs.stages.copy_source import CopySource
+from curate.jobs.stages.dedup_pairs import WritePairs
+from curate.jobs.stages.derive_phase1 import DerivePhase1
+from curate.jobs.stages.exact_dedup import ExactDedup
+from curate.jobs.stages.ingest import Ingest
 from curate.jobs.stages.near_dedup import NearDedup
 from curate.jobs.stages.phases import WritePhases
 from curate.jobs.stages.stats import CoverageStats

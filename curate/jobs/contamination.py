@@ -16,7 +16,13 @@ import os
 from curate.curation.benchmarks import BenchmarkSpec
 from curate.curation.manifest import canonical_json, load_manifest, write_json_atomic
 from curate.curation.storage import join, locate
-from curate.jobs.stages.benchmark_overlap import Benchmarks, NearSettings, load_benchmarks, measure_phases, write_evidence
+from curate.jobs.stages.benchmark_overlap import (
+    Benchmarks,
+    NearSettings,
+    load_benchmarks,
+    measure_phases,
+    write_evidence,
+)
 
 SUMMARY_NAME = "summary.json"
 WORK = "_work"

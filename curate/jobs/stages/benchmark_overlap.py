@@ -30,7 +30,12 @@ import ray
 from curate.curation.benchmarks import BenchmarkSpec, read_benchmark
 from curate.curation.shards import read_shard
 from curate.curation.storage import join, write_bytes_atomic
-from curate.dedup.overlap import EVIDENCE_SCHEMA, BenchmarkIndex, build_index, match_documents
+from curate.dedup.overlap import (
+    EVIDENCE_SCHEMA,
+    BenchmarkIndex,
+    build_index,
+    match_documents,
+)
 from curate.jobs.datasets import exclude, has_files, read_parquet, write_parquet
 from curate.jobs.reduce import tree_reduce
 from curate.jobs.shard_writer import write_sorted
