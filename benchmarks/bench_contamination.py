@@ -17,6 +17,12 @@ counted both ways as a cross-check. Prints a table and a JSON summary. Target: >
 and >= 10x the baseline.
 
     .venv/bin/python benchmarks/bench_contamination.py [--mb 20] [--corpus PATH] [--items 10000]
+
+With `--build`, it instead times the whole `curate build --regime A` of the corpus file, each in its
+own process, without and with `--benchmark humaneval=...`, alternating, `--repeats` times each, and
+prints the wall-time ratio (target: at most 1.10) and the overlap stage's MB/s per core.
+
+    .venv/bin/python benchmarks/bench_contamination.py --build [--repeats 2] [--num-cpus 2]
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ import gzip
 import json
 import os
 import re
+import subprocess
 import sys
+import tempfile
 import time
 import unicodedata
 
@@ -118,12 +126,47 @@ def cpu_seconds(fn, *args):
     return time.process_time() - start, result
 
 
+def timed_build(corpus: str, out: str, num_cpus: int, benchmark: bool) -> dict:
+    """One `curate build --regime A` in its own process: its `--json` summary (seconds per stage)."""
+    command = [sys.executable, "-m", "curate.jobs.cli", "build", "--input", corpus, "--output", out, "--overwrite",
+               "--num-cpus", str(num_cpus), "--json", "--quiet"]  # fmt: skip
+    if benchmark:
+        command += ["--benchmark", f"humaneval={HUMANEVAL}"]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+def compare_builds(corpus: str, repeats: int, num_cpus: int) -> None:
+    """The whole build without and with a benchmark, alternating so that load drifts hit both alike."""
+    megabytes = sum(len(json.loads(line)["text"].encode("utf-8")) for line in gzip.open(corpus, "rt", encoding="utf-8")) / 1e6
+    runs: dict[bool, list[dict]] = {False: [], True: []}
+    with tempfile.TemporaryDirectory() as scratch:
+        for _ in range(repeats):
+            for benchmark in (False, True):
+                runs[benchmark].append(timed_build(corpus, os.path.join(scratch, f"A-{benchmark}"), num_cpus, benchmark))
+    plain = [run["seconds"] for run in runs[False]]
+    measured = [run["seconds"] for run in runs[True]]
+    overlap = [run["stage_seconds"]["overlap"] for run in runs[True]]
+    print(f"{megabytes:.1f} MB of text, {num_cpus} CPUs, {repeats} builds each")
+    print(f"build without --benchmark: {', '.join(f'{s:.1f}' for s in plain)} s")
+    print(f"build with --benchmark:    {', '.join(f'{s:.1f}' for s in measured)} s")
+    print(f"ratio of the medians: {np.median(measured) / np.median(plain):.3f} (target <= 1.10)")
+    print(f"overlap stage: {', '.join(f'{s:.1f}' for s in overlap)} s = "
+          f"{megabytes / (np.median(overlap) * num_cpus):.1f} MB/s per core")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=20.0, help="MB of corpus text to measure on")
     parser.add_argument("--corpus", default=DEFAULT_CORPUS)
     parser.add_argument("--items", type=int, default=10_000, help="items of the synthetic benchmark")
+    parser.add_argument("--build", action="store_true", help="time whole builds without and with --benchmark instead")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--num-cpus", type=int, default=2)
     args = parser.parse_args()
+    if args.build:
+        compare_builds(args.corpus, args.repeats, args.num_cpus)
+        return
 
     ids, texts, rest = load_corpus(args.corpus, args.mb)
     if not any(len(text.split(" ")) >= MIN_ITEM_WORDS for text in rest):

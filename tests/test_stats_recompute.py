@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from test_build import corpus, write_jsonl
+from test_teacher_openai import teacher_server  # noqa: F401  (a fixture)
 from typer.testing import CliRunner
+from vl_samples import FLAT, LLAVA, MESSAGES_PARTS, SHAREGPT_STRING
 
 from curate.jobs.build import BuildConfig, RunOptions, run_build
 from curate.jobs.cli import app
-from test_build import corpus, write_jsonl
-from test_teacher_openai import teacher_server  # noqa: F401  (a fixture)
-from vl_samples import FLAT, LLAVA, MESSAGES_PARTS, SHAREGPT_STRING
 
 OPTIONS = dict(near_dedup=False, vocab_size=300, shard_rows=16)
 

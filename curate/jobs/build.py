@@ -48,7 +48,7 @@ from curate.jobs.stages.ingest import Ingest
 from curate.jobs.stages.near_dedup import NearDedup
 from curate.jobs.stages.phases import WritePhases
 from curate.jobs.stages.stats import CoverageStats
-from curate.regimes import Regime, get_regime, recipe_record, regime_columns
+from curate.regimes import Regime, default_regime, get_regime, recipe_record, regime_columns
 
 TOOL_VERSION = "0.1.0"
 EMBEDDED_INPUT_BYTES = 16 * 1024 * 1024
@@ -62,7 +62,7 @@ class BuildConfig:
     checked, completed with defaults and recorded in the manifest's recipe.
     """
 
-    regime: str = "A"
+    regime: str = field(default_factory=default_regime)
     inputs: tuple[str, ...] = ()
     text_field: str = "text"
     max_doc_bytes: int = 8 * 1024 * 1024

@@ -20,7 +20,7 @@ from curate.jobs.options import (
     option_parameter,
     parameter_name,
 )
-from curate.regimes import REGISTRY, Regime, get_regime
+from curate.regimes import REGISTRY, Regime, default_regime, get_regime
 
 tokenizer_app = typer.Typer(help="Train tokenizers for builds.", no_args_is_help=True)
 
@@ -68,7 +68,7 @@ def _build_parameters() -> list[inspect.Parameter]:
         return inspect.Parameter(name, keyword, annotation=annotation, default=declaration)
 
     return [
-        option("regime", str, typer.Option("A", "--regime", help=f"One of {', '.join(REGISTRY)} (case-insensitive).")),
+        option("regime", str, typer.Option(default_regime(), "--regime", help=f"One of {', '.join(REGISTRY)} (case-insensitive).")),
         option("inputs", Optional[list[str]], typer.Option(
             None, "--input", help="Input URL: path, glob, directory, memory://, s3://... Repeatable. Default: the embedded Python corpus."
         )),

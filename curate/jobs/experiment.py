@@ -3,7 +3,7 @@
 EXP/builds/A is built from the input and the other regimes are derived from it; every regime
 then trains with the same preset, seed, tokenizer and sample budget (only the build's recipe
 overrides and phase 1 differ), from an iteration-0 checkpoint to the paper's milestones. Each
-checkpoint is diagnosed against iteration 0 and evaluated on A's holdout. summary.json and
+checkpoint is diagnosed against iteration 0 and evaluated on the holdout every build shares. summary.json and
 report.html come last.
 
 Each regime's training, diagnostics and evaluation are one Ray task: with `gpus_per_run` the

@@ -55,7 +55,7 @@ def diagnose_regime(layout: Layout, regime: str) -> list[str]:
 
 
 def evaluate_regime(layout: Layout, regime: str, checkpoints: list[str], slice_field: str | None) -> None:
-    """Held-out loss of each checkpoint on A's holdout (shared by every regime), then the regime's file."""
+    """Held-out loss of each checkpoint on the holdout (the base build's, copied into every derived one), then the regime's file."""
     held_out = None
     results = []
     for checkpoint in checkpoints:

@@ -75,6 +75,11 @@ for _regime in (
     register(_regime)
 
 
+def default_regime() -> str:
+    """The regime `curate build` makes unless told otherwise: the first registered."""
+    return next(iter(REGISTRY))
+
+
 def get_regime(name: str) -> Regime:
     """The regime called `name` (case-insensitive); unknown names list the valid ones."""
     regime = REGISTRY.get(name.upper())
