@@ -195,7 +195,7 @@ def test_alphas_agree_with_weightwatcher_on_a_pretrained_model():
 
 def test_missing_checkpoint_is_a_one_line_user_error(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-c", "from jobs.cli import main; main()", "diagnose", str(tmp_path / "nope"), "-o", str(tmp_path / "out")],
+        [sys.executable, "-c", "from curate.jobs.cli import main; main()", "diagnose", str(tmp_path / "nope"), "-o", str(tmp_path / "out")],
         capture_output=True,
         text=True,
     )

@@ -112,7 +112,7 @@ def test_config_rejects_bad_options_with_user_errors(kwargs):
 
 def curate(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-c", "from jobs.cli import main; main()", *args],
+        [sys.executable, "-c", "from curate.jobs.cli import main; main()", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

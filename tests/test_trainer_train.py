@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from curate.curation.errors import UserError
 from test_trainer_support import TEST_MODEL, one_torch_thread, cli_options, make_build, stdlib_documents
 
-CURATE = [sys.executable, "-c", "from jobs.cli import main; main()"]
+CURATE = [sys.executable, "-c", "from curate.jobs.cli import main; main()"]
 
 
 @pytest.fixture(scope="module")

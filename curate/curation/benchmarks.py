@@ -11,6 +11,7 @@ UserError that names it.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import fsspec
@@ -19,6 +20,7 @@ import pyarrow as pa
 from curate.curation.errors import UserError
 from curate.curation.readers import InputFile, detect_format, read_raw_records
 
+CONTAMINATION_SECTION = "contamination"  # the stats.json and manifest section of the overlap figures
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
 ID_FIELDS = ("id", "task_id")
 ITEM_SCHEMA = pa.schema([("item_id", pa.string()), ("text", pa.string())])
@@ -103,4 +105,7 @@ def read_benchmark(spec: BenchmarkSpec) -> pa.Table:
         texts.append(text)
     if not ids:
         raise UserError(f"benchmark {spec.name} ({spec.url}) has no items")
+    if len(set(ids)) < len(ids):
+        repeated = next(item for item, count in Counter(ids).items() if count > 1)
+        raise UserError(f"benchmark {spec.name} ({spec.url}): item id {repeated!r} names more than one item")
     return pa.table({"item_id": pa.array(ids, pa.string()), "text": pa.array(texts, pa.string())}, schema=ITEM_SCHEMA)

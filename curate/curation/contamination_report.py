@@ -6,7 +6,8 @@ from __future__ import annotations
 import html
 from typing import Protocol
 
-SECTION = "contamination"
+from curate.curation.benchmarks import CONTAMINATION_SECTION as SECTION
+
 SNIPPET_CHARS = 160
 
 

@@ -1,11 +1,9 @@
 """`curate build`: the Ray job that builds a regime's corpus, composed from the stages in `jobs/stages/`.
 
-`build_from_input` and `derive` below are the list of stages, in order: a regime built from its
-input runs ingest, exact and near dedup, the dedup pairs, the phases (seeded order, holdout,
-tokenizer, phase-1 transform, shards) and stats; one derived from a complete build (`--from`, or
-its base built first under `OUT/_work/base`) copies what it shares, derives phase 1 and measures
-stats. The manifest is written last. Nothing here names a regime: the registry says which
-transform phase 1 gets and what it is built from.
+`build_from_input` (a regime built from its input) and `derive` (one derived from a complete build,
+`--from`, or its base built first under `OUT/_work/base`) are the list of stages, in order; the
+manifest is written last. Nothing here names a regime: the registry says which transform phase 1
+gets and what it is built from.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import ray
 
-from curate.curation.benchmarks import BenchmarkSpec
+from curate.curation.benchmarks import CONTAMINATION_SECTION, BenchmarkSpec
 from curate.curation.errors import UserError
 from curate.curation.ingest import IngestConfig
 from curate.curation.manifest import (
@@ -32,7 +30,6 @@ from curate.dedup.near import NearDedupConfig
 from curate.jobs.ray_cluster import init_ray, set_parallelism, shuffle_partitions
 from curate.jobs.runner import Progress, StageRunner, prepare_output
 from curate.jobs.stages.benchmark_overlap import (
-    SECTION,
     Benchmarks,
     Decontaminate,
     Decontaminated,
@@ -129,7 +126,7 @@ def run_build(config: BuildConfig, options: RunOptions) -> dict:
     check_shared_output(out, options.shared_output)
     set_parallelism(_input_bytes(config, files))
     runner.check_config({"config": asdict(config)})
-    runner.check_inputs([f.fingerprint() for f in files])
+    runner.check_inputs([f.fingerprint() for f in files] + (benchmarks.fingerprints() if benchmarks else []))
     progress.line(f"curate build --regime {regime.name} -> {out}")
     if regime.derived_from is None:
         manifest = build_from_input(config, regime, files, out, runner, benchmarks)
@@ -178,11 +175,11 @@ def build_from_input(
             near = runner.run(NearDedup(replace(config.near(), num_partitions=shuffle_partitions()), docs))
             docs, near_removed, near_measures, near_pairs = near.docs, near.removed, near.measures, near.pairs
         runner.run(WritePairs(out, exact.pairs, near_pairs, config.shard_rows))
-    removed = runner.run(Decontaminate(benchmarks.index, docs)) if config.decontaminate else None
+    removed = runner.run(Decontaminate(benchmarks, docs)) if config.decontaminate else None
     docs = removed.docs if removed else docs
     written = runner.run(
-        WritePhases(docs, transform, config.settings, config.seed, config.shard_rows, config.tokenizer, config.vocab_size,
-                    config.holdout, out)
+        WritePhases(docs=docs, transform=transform, settings=config.settings, seed=config.seed, shard_rows=config.shard_rows,
+                    tokenizer=config.tokenizer, vocab_size=config.vocab_size, holdout=config.holdout, out=out)
     )
     counts = with_dropped(
         {
@@ -197,7 +194,8 @@ def build_from_input(
         written.dropped,
     )
     dedup = counts | {"quarantine_reasons": ingested.reasons, "near": near_measures}
-    sections = written.sections | overlap_section(config, benchmarks, out, written.phases, runner, removed)
+    parts = written.phases + ([written.holdout | {"name": "holdout"}] if written.holdout else [])
+    sections = written.sections | overlap_section(config, benchmarks, out, parts, runner, removed)
     runner.run(CoverageStats(out, dedup, None, written.phases, sections))
     manifest = make_manifest(regime, config, written.phases, counts, written.tokenizer, ingested.inputs)
     manifest |= {"dedup": dedup} | sections | ({"holdout": written.holdout} if written.holdout else {})
@@ -214,30 +212,38 @@ def derive(config: BuildConfig, regime: Regime, source: str, out: str, runner: S
         )
     runner.run(CopySource(source, source_manifest, out))
     derived = runner.run(
-        DerivePhase1(regime.transform, config.settings, config.seed, config.shard_rows, source, source_manifest, out)
+        DerivePhase1(transform=regime.transform, settings=config.settings, seed=config.seed, shard_rows=config.shard_rows,
+                     source=source, source_manifest=source_manifest, out=out)
     )
     phases = [derived.phase] + [phase for phase in source_manifest["phases"] if phase["name"] != "phase-1"]
     dedup = source_manifest.get("dedup", {})
-    sections = derived.sections | overlap_section(config, benchmarks, out, phases, runner, None)
+    holdout = source_manifest.get("holdout")
+    parts = phases + ([holdout | {"name": "holdout"}] if holdout else [])
+    sections = derived.sections | overlap_section(config, benchmarks, out, parts, runner, None)
+    for name, entry in sections.get(CONTAMINATION_SECTION, {}).items():
+        removed = source_manifest.get(CONTAMINATION_SECTION, {}).get(name, {}).get("removed")
+        if removed is not None:
+            entry["removed"] = removed | {"evidence": "the source build's contamination/"}
     runner.run(CoverageStats(out, dedup, source, phases, sections))
     counts = with_dropped(source_manifest["counts"], derived.dropped)
     manifest = make_manifest(regime, config, phases, counts, source_manifest["tokenizer"], source_manifest["inputs"])
     manifest |= {"dedup": dedup} | sections | {k: source_manifest[k] for k in ("holdout",) if k in source_manifest}
-    url = source if "://" in source else os.path.abspath(source)
-    manifest["source"] = {"config_hash": source_manifest["config_hash"], "regime": source_manifest["regime"], "url": url}
+    manifest["source"] = {"config_hash": source_manifest["config_hash"], "regime": source_manifest["regime"]}
+    if config.source is not None:  # a base built under OUT/_work is removed with it
+        manifest["source"]["url"] = source if "://" in source else os.path.abspath(source)
     write_manifest(out, manifest)
     return manifest
 
 
 def overlap_section(
-    config: BuildConfig, benchmarks: Benchmarks | None, out: str, phases: list[dict], runner: StageRunner,
+    config: BuildConfig, benchmarks: Benchmarks | None, out: str, parts: list[dict], runner: StageRunner,
     removed: Decontaminated | None,
 ) -> dict:
-    """The `contamination` section of a build given benchmarks: its phases measured as written."""
+    """The `contamination` section of a build given benchmarks: its phases and holdout measured as written."""
     if benchmarks is None:
         return {}
-    measured = runner.run(MeasureOverlap(benchmarks.index, benchmarks.described, out, phases, config.shard_rows, removed))
-    return {SECTION: measured.section}
+    measured = runner.run(MeasureOverlap(benchmarks=benchmarks, out=out, parts=parts, shard_rows=config.shard_rows, removed=removed))
+    return {CONTAMINATION_SECTION: measured.section}
 
 
 def with_dropped(counts: dict, dropped: int) -> dict:
@@ -279,10 +285,10 @@ def validate(regime: Regime, config: BuildConfig) -> dict:
         raise UserError(f"--shard-rows must be at least 1, got {config.shard_rows}")
     if config.decontaminate and not config.benchmarks:
         raise UserError("--decontaminate removes what overlaps the benchmarks: give them with --benchmark NAME=URL")
-    if config.decontaminate and (config.source is not None or not regime.transform.deduplicates):
+    if config.decontaminate and (regime.derived_from is not None or not regime.transform.deduplicates):
         raise UserError(
             f"--decontaminate removes documents before they are ordered: give it to the build of regime "
-            f"{regime.derived_from or regime.name}'s input, not to a build derived from another or a regime without dedup"
+            f"{regime.derived_from or regime.name} from its input (derived builds keep what their source removed)"
         )
     if not 0 <= config.holdout < 1:
         raise UserError(f"--holdout must be in [0, 1), got {config.holdout}")

@@ -13,10 +13,12 @@ from typing import Any, Optional
 import typer
 
 from curate.curation.benchmarks import BenchmarkSpec, parse_benchmarks
+from curate.curation.errors import UserError
 from curate.jobs.options import (
     command,
     given_values,
     option_fields,
+    option_name,
     option_parameter,
     parameter_name,
 )
@@ -42,6 +44,16 @@ def regime_parameters(regimes: list[Regime]) -> list[inspect.Parameter]:
 def regime_settings(regime: Regime, values: dict) -> dict:
     """The settings of `regime` given on the command line, by field name."""
     return given_values(option_fields(regime.transform.settings_type), values)
+
+
+def refuse_other_regimes_options(chosen: list[Regime], values: dict) -> None:
+    """An option of a regime that is not being built is refused rather than silently ignored."""
+    own = {parameter_name(field) for regime in chosen for field in option_fields(regime.transform.settings_type)}
+    for other in REGISTRY.values():
+        for field in option_fields(other.transform.settings_type):
+            if parameter_name(field) not in own and values.get(parameter_name(field)) is not None:
+                names = ", ".join(regime.name for regime in chosen)
+                raise UserError(f"{option_name(field)} is an option of regime {other.name}, which is not built here ({names})")
 
 
 def benchmark_parameters() -> list[inspect.Parameter]:
@@ -108,6 +120,7 @@ def build(**values: Any) -> None:
     from curate.jobs.build import BuildConfig, RunOptions, run_build
 
     chosen = get_regime(values["regime"])
+    refuse_other_regimes_options([chosen], values)
     config = BuildConfig(
         regime=chosen.name,
         inputs=tuple(values["inputs"] or ()),

@@ -2,8 +2,8 @@
 
 Each build's phases are matched shard by shard, as written (the same stage code as a build with
 `--benchmark`), so C's copies count as the rows they are and D's phase 1 as rewritten. Near copies
-are verified with each build's own near-dedup settings; the benchmarks are read once per distinct
-setting. Output:
+are verified with each build's own near-dedup settings: the benchmarks are read once and indexed
+once per distinct setting. Output:
 
   DIR/<label>/shard-NNNNN.arrow   the build's evidence (DESIGN.md's schema), sorted
   DIR/summary.json                per build: its URL, regime and `contamination` section
@@ -14,25 +14,30 @@ from __future__ import annotations
 import os
 
 from curate.curation.benchmarks import BenchmarkSpec
-from curate.curation.manifest import canonical_json, load_manifest, write_json_atomic
+from curate.curation.manifest import load_manifest, write_json_atomic
 from curate.curation.storage import join, locate
+from curate.jobs.runner import WORK_DIR
 from curate.jobs.stages.benchmark_overlap import (
     Benchmarks,
     NearSettings,
-    load_benchmarks,
-    measure_phases,
+    index_benchmarks,
+    measure_parts,
+    read_benchmarks,
     write_evidence,
 )
 
 SUMMARY_NAME = "summary.json"
-WORK = "_work"
 EVIDENCE_SHARD_ROWS = 10_000
+
+
+def _absolute(url: str) -> str:
+    return url if "://" in url else os.path.abspath(url)
 
 
 def _labels(builds: list[str]) -> list[str]:
     """Each build's folder name, made unique by its position where two share one."""
     names = [os.path.basename(build.rstrip("/")) or "build" for build in builds]
-    return [name if names.count(name) == 1 else f"{name}-{number}" for number, name in enumerate(names, start=1)]
+    return [name if names.count(name) == 1 and name != WORK_DIR else f"{name}-{number}" for number, name in enumerate(names, start=1)]
 
 
 def _near_settings(manifest: dict) -> NearSettings:
@@ -40,31 +45,30 @@ def _near_settings(manifest: dict) -> NearSettings:
     return NearSettings(config["near_threshold"], config["num_perm"], config["ngram_size"], config["seed"])
 
 
+def _remove(root: str, relpath: str) -> None:
+    fs, path = locate(root, relpath)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
 def measure_builds(builds: list[str], specs: list[BenchmarkSpec], output: str) -> dict:
     """Measure every build against the benchmarks; write the evidence and the summary under `output`."""
+    builds, output = [_absolute(build) for build in builds], _absolute(output)
     manifests = [load_manifest(build) for build in builds]
+    read = read_benchmarks(specs)
     loaded: dict[NearSettings, Benchmarks] = {}
     summary = {}
     for build, label, manifest in zip(builds, _labels(builds), manifests):
         near = _near_settings(manifest)
         if near not in loaded:
-            loaded[near] = load_benchmarks(specs, near)
-        benchmarks = loaded[near]
-        scratch = join(output, WORK, label)
-        section, _ = measure_phases(benchmarks.index, build, manifest["phases"], scratch)
+            loaded[near] = index_benchmarks(read, near)
+        scratch = join(output, WORK_DIR, label)
+        for stale in (label, join(WORK_DIR, label)):
+            _remove(output, stale)
+        parts = manifest["phases"] + ([manifest["holdout"]] if "holdout" in manifest else [])
+        section = measure_parts(loaded[near], build, parts, scratch)
         rows = write_evidence([scratch], output, EVIDENCE_SHARD_ROWS, folder=label)
-        summary[label] = {
-            "build": build,
-            "regime": manifest["regime"],
-            "evidence_rows": rows,
-            "contamination": {name: benchmarks.described[name] | values for name, values in section.items()},
-        }
+        summary[label] = {"build": build, "regime": manifest["regime"], "evidence_rows": rows, "contamination": section}
     write_json_atomic(output, SUMMARY_NAME, summary)
-    fs, work = locate(output, WORK)
-    if fs.exists(work):
-        fs.rm(work, recursive=True)
+    _remove(output, WORK_DIR)
     return summary
-
-
-def summary_text(summary: dict) -> str:
-    return canonical_json(summary)

@@ -8,7 +8,11 @@ from typing import Any, Optional
 import typer
 
 from curate.curation.errors import UserError
-from curate.jobs.build_cli import regime_parameters, regime_settings
+from curate.jobs.build_cli import (
+    refuse_other_regimes_options,
+    regime_parameters,
+    regime_settings,
+)
 from curate.jobs.options import command, parse_value
 from curate.regimes import default_study, get_regime
 
@@ -70,6 +74,7 @@ def experiment(**values: Any) -> None:
     )
 
     chosen = parse_regimes(values["regimes"])
+    refuse_other_regimes_options([get_regime(name) for name in chosen], values)
     settings = {name: regime_settings(get_regime(name), values) for name in chosen}
     base = BuildConfig(regime=chosen[0], inputs=tuple(values["inputs"] or ()), text_field=values["text_field"],
                        seed=values["seed"], shard_rows=values["shard_rows"], vocab_size=values["vocab_size"],

@@ -18,6 +18,7 @@ def stats_command(
     address: Optional[str] = typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)."),
 ) -> None:
     """Print the coverage statistics of a build (its stats.json), measuring them first when missing."""
+    from curate.curation.benchmarks import CONTAMINATION_SECTION
     from curate.curation.manifest import canonical_json, load_manifest, read_json
     from curate.curation.stats import STATS_NAME
     from curate.curation.storage import exists
@@ -27,12 +28,11 @@ def stats_command(
         typer.echo(canonical_json(read_json(out, STATS_NAME)), nl=False)
         return
     from curate.jobs.ray_cluster import init_ray
-    from curate.jobs.stages.benchmark_overlap import SECTION
     from curate.jobs.stages.stats import write_stats
     from curate.regimes import get_regime
 
     reference = reference or _source_url(manifest)
-    carried = (*get_regime(manifest["regime"]).transform.sections, SECTION)
+    carried = (*get_regime(manifest["regime"]).transform.sections, CONTAMINATION_SECTION)
     sections = {name: manifest[name] for name in carried if name in manifest}
     init_ray(address)
     typer.echo(canonical_json(write_stats(out, manifest.get("dedup", {}), reference, manifest["phases"], sections)), nl=False)

@@ -12,7 +12,7 @@ vision-language regime overrides them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Mapping
 
 import pyarrow as pa
@@ -80,7 +80,10 @@ class Phase1Transform:
             if settings:
                 raise UserError(f"the {self.name} transform takes no settings, got {', '.join(sorted(settings))}")
             return {}
-        return asdict(self.settings_type(**settings))
+        try:
+            return asdict(self.settings_type(**settings))
+        except TypeError as error:  # a name the settings do not have
+            raise UserError(f"the {self.name} transform's settings are {', '.join(f.name for f in fields(self.settings_type))}: {error}") from None
 
     def validate(self, record: RawRecord, ingest: IngestConfig, settings: dict) -> tuple[dict | None, str | None]:
         """The document a raw record holds, or its quarantine reason."""

@@ -41,7 +41,7 @@ from curate.jobs.reduce import tree_reduce
 from curate.jobs.shard_writer import write_sorted
 
 EVIDENCE_FOLDER = "contamination"
-SECTION = "contamination"
+HOLDOUT = "holdout"
 TOP_ITEMS = 10
 # What is known of documents removed before they were tokenized and measured.
 REMOVED_FIGURES = ("items", "items_ngram", "items_near", "documents")
@@ -58,37 +58,52 @@ class NearSettings:
 
 
 @ray.remote
-def _index(specs: list[BenchmarkSpec], near: NearSettings) -> BenchmarkIndex:
-    tables = [(spec.name, read_benchmark(spec)) for spec in specs]
+def _index(tables: list[tuple[str, pa.Table]], near: NearSettings) -> BenchmarkIndex:
     return build_index(tables, near.threshold, near.num_perm, near.shingle_size, near.seed)
-
-
-@ray.remote
-def _describe(index: BenchmarkIndex, specs: list[BenchmarkSpec]) -> dict:
-    """What the manifest records of each benchmark: where it came from and a fingerprint of its items."""
-    described = {}
-    for number, spec in enumerate(specs):
-        lo, hi = index.item_offsets[number], index.item_offsets[number + 1]
-        ids = index.item_ids.slice(lo, hi - lo)
-        digest = hashlib.sha256("\n".join(ids.to_pylist()).encode("utf-8")).hexdigest()
-        described[spec.name] = {"url": spec.url, "fields": list(spec.fields) if spec.fields else None,
-                                "items": int(hi - lo), "item_ids_sha256": digest}
-    return described
 
 
 @dataclass(frozen=True)
 class Benchmarks:
-    """The benchmarks' index, held in Ray's object store, and what the build records of them."""
+    """The benchmarks' index, held in Ray's object store, their item ids (for the figures), and what
+    the build records of each: where it came from, its size and a fingerprint of its items."""
 
     index: "ray.ObjectRef"
+    item_ids: dict
     described: dict
+
+    def fingerprints(self) -> list[dict]:
+        """For the resume check: a benchmark whose items changed since the build started is refused."""
+        return [{"url": entry["url"], "token": f"sha256:{entry['sha256']}"} for entry in self.described.values()]
+
+
+def _fingerprint(table: pa.Table) -> str:
+    digest = hashlib.sha256()
+    for item_id, text in zip(table["item_id"].to_pylist(), table["text"].to_pylist()):
+        digest.update(f"{len(item_id)}:{item_id}{len(text)}:{text}".encode("utf-8"))
+    return digest.hexdigest()
+
+
+def read_benchmarks(specs: list[BenchmarkSpec]) -> list[tuple[BenchmarkSpec, pa.Table]]:
+    """Each benchmark's items, read here (they are small; a memory:// or relative URL means what it
+    means to the user); a benchmark that cannot be read fails with one line before any stage runs."""
+    return [(spec, read_benchmark(spec)) for spec in specs]
+
+
+def index_benchmarks(read: list[tuple[BenchmarkSpec, pa.Table]], near: NearSettings) -> Benchmarks:
+    """The benchmarks indexed in a Ray task, with near copies verified under `near`."""
+    specs = [spec for spec, _ in read]
+    tables = [(spec.name, table) for spec, table in read]
+    described = {
+        spec.name: {"url": spec.url, "fields": list(spec.fields) if spec.fields else None,
+                    "items": table.num_rows, "sha256": _fingerprint(table)}
+        for spec, (_, table) in zip(specs, tables)
+    }
+    item_ids = {name: table["item_id"].to_pylist() for name, table in tables}
+    return Benchmarks(_index.remote(tables, near), item_ids, described)
 
 
 def load_benchmarks(specs: list[BenchmarkSpec], near: NearSettings) -> Benchmarks:
-    """Read the benchmarks once and index them in a Ray task; a benchmark that cannot be read fails
-    here, with one line, before any stage runs."""
-    index = _index.remote(specs, near)
-    return Benchmarks(index, ray.get(_describe.remote(index, specs)))
+    return index_benchmarks(read_benchmarks(specs), near)
 
 
 @dataclass
@@ -202,12 +217,9 @@ def figures(partial: OverlapPartial) -> dict:
     }
 
 
-def top_items(index: BenchmarkIndex, name: str, partial: OverlapPartial) -> list[dict]:
+def top_items(ids: list[str], partial: OverlapPartial) -> list[dict]:
     """The most-overlapped items (by rows with evidence), each with the first evidence's snippet."""
-    number = index.names.index(name)
-    lo = int(index.item_offsets[number])
     total = partial.ngram_rows + partial.near_rows
-    ids = index.item_ids.slice(lo, len(total)).to_pylist()
     ranked = sorted((k for k in range(len(total)) if total[k]), key=lambda k: (-int(total[k]), ids[k]))[:TOP_ITEMS]
     return [
         {"item_id": ids[k], "rows_ngram": int(partial.ngram_rows[k]), "rows_near": int(partial.near_rows[k]),
@@ -216,24 +228,29 @@ def top_items(index: BenchmarkIndex, name: str, partial: OverlapPartial) -> list
     ]
 
 
-def measure_phases(index_ref: "ray.ObjectRef", root: str, phases: list[dict], evidence_dir: str) -> tuple[dict, dict]:
-    """Figures of every phase's shards (as listed in `phases`, manifest entries) and the overall ones."""
-    index = ray.get(index_ref)
-    per_phase = {}
-    for phase in phases:
-        tasks = [_measure_shard.remote(index_ref, root, shard["path"], evidence_dir) for shard in phase["shards"]]
-        per_phase[phase["name"]] = tree_reduce(tasks, _merge)
-    overall = _merge([part for part in per_phase.values()])
+def _empty(items: int) -> OverlapPartial:
+    return OverlapPartial(ngram_rows=np.zeros(items, np.int64), near_rows=np.zeros(items, np.int64))
+
+
+def measure_parts(benchmarks: Benchmarks, root: str, parts: list[dict], evidence_dir: str) -> dict:
+    """The `contamination` section of the shards of `parts` (manifest entries: the phases, then the
+    holdout if any): per benchmark, overall (the phases) and per part, and the top items."""
+    measured = {}
+    for part in parts:
+        tasks = [_measure_shard.remote(benchmarks.index, root, shard["path"], evidence_dir) for shard in part["shards"]]
+        measured[part["name"]] = tree_reduce(tasks, _merge)
+    overall = _merge([partials for name, partials in measured.items() if name != HOLDOUT])
     section = {}
-    for number, name in enumerate(index.names):
-        items = int(index.item_offsets[number + 1] - index.item_offsets[number])
-        empty = OverlapPartial(ngram_rows=np.zeros(items, np.int64), near_rows=np.zeros(items, np.int64))
-        section[name] = {
+    for name, ids in benchmarks.item_ids.items():
+        empty = _empty(len(ids))
+        section[name] = benchmarks.described[name] | {
             "overall": figures(overall.get(name, empty)),
-            "phases": {phase: figures(parts.get(name, empty)) for phase, parts in per_phase.items()},
-            "top_items": top_items(index, name, overall[name]) if name in overall else [],
+            "phases": {part: figures(partials.get(name, empty)) for part, partials in measured.items() if part != HOLDOUT},
+            "top_items": top_items(ids, overall.get(name, empty)),
         }
-    return section, overall
+        if HOLDOUT in measured:
+            section[name][HOLDOUT] = figures(measured[HOLDOUT].get(name, empty))
+    return section
 
 
 def write_evidence(folders: list[str], out: str, shard_rows: int, folder: str = EVIDENCE_FOLDER) -> int:
@@ -270,22 +287,26 @@ class Decontaminate:
 
     name: ClassVar[str] = "decontaminate"
     Result: ClassVar[type] = Decontaminated
-    index: "ray.ObjectRef"
+    benchmarks: Benchmarks
     docs: str
 
     def run(self, work: str) -> Decontaminated:
         docs = read_parquet(self.docs)
         evidence = docs.select_columns(["id", "text"]).map_batches(
-            _MatchBatches, fn_constructor_args=([self.index],), batch_format="pyarrow", concurrency=(1, _cpus())
+            _MatchBatches, fn_constructor_args=([self.benchmarks.index],), batch_format="pyarrow", concurrency=(1, _cpus())
         ).materialize()
         evidence_dir, kept = join(work, "evidence"), join(work, "docs")
         write_parquet(evidence, evidence_dir)
         removed = evidence.select_columns(["doc_id"]).map_batches(_distinct_ids, batch_format="pyarrow").materialize()
         write_parquet(exclude(docs, removed, "id"), kept)
-        partials = tree_reduce([_evidence_partials.remote(self.index, ref) for ref in evidence.to_arrow_refs()], _merge)
-        section = {name: {key: value for key, value in figures(partial).items() if key in REMOVED_FIGURES}
-                   for name, partial in partials.items()}
-        return Decontaminated(docs=kept, evidence=evidence_dir, documents=docs.count(), removed=removed.count(), section=section)
+        partials = tree_reduce([_evidence_partials.remote(self.benchmarks.index, ref) for ref in evidence.to_arrow_refs()], _merge)
+        section = {
+            name: {key: value for key, value in figures(partials.get(name, _empty(len(ids)))).items() if key in REMOVED_FIGURES}
+            for name, ids in self.benchmarks.item_ids.items()
+        }
+        documents = docs.count()
+        return Decontaminated(docs=kept, evidence=evidence_dir, documents=documents,
+                              removed=documents - read_parquet(kept).count(), section=section)
 
 
 def _distinct_ids(table: pa.Table) -> pa.Table:
@@ -306,25 +327,23 @@ class OverlapMeasured:
 
 @dataclass(frozen=True)
 class MeasureOverlap:
-    """Match every written shard against the benchmarks; write the evidence and return the figures."""
+    """Match every written shard (phases and holdout) against the benchmarks; write the evidence and
+    return the figures. `removed` carries what decontamination took out before the order."""
 
     name: ClassVar[str] = "overlap"
     Result: ClassVar[type] = OverlapMeasured
-    index: "ray.ObjectRef"
-    benchmarks: dict
+    benchmarks: Benchmarks
     out: str
-    phases: list
+    parts: list
     shard_rows: int
     removed: Decontaminated | None = None
 
     def run(self, work: str) -> OverlapMeasured:
         evidence_dir = join(work, "evidence")
-        figures_by_benchmark, _ = measure_phases(self.index, self.out, self.phases, evidence_dir)
+        section = measure_parts(self.benchmarks, self.out, self.parts, evidence_dir)
         folders = [self.removed.evidence, evidence_dir] if self.removed else [evidence_dir]
         rows = write_evidence(folders, self.out, self.shard_rows)
-        section = {name: self.benchmarks[name] | values for name, values in figures_by_benchmark.items()}
         if self.removed:
             for name, removed in self.removed.section.items():
                 section[name]["removed"] = removed
-        documents = sum(phase["rows"] for phase in self.phases)
-        return OverlapMeasured(section=section, evidence_rows=rows, documents=documents)
+        return OverlapMeasured(section=section, evidence_rows=rows, documents=sum(part["rows"] for part in self.parts))
