@@ -262,6 +262,7 @@ def test_existing_output_is_refused_without_resume_or_overwrite(tmp_path):
     [
         (["--input", "/nonexistent/input.jsonl"], "curate: error: input not found: /nonexistent/input.jsonl"),
         (["--regime", "Z"], "curate: error: unknown regime 'Z'; valid regimes: A, B, C, D, VL"),
+        (["--repeat-fraction", "0.2"], "curate: error: --repeat-fraction is an option of regime C, which is not built here (A)"),
         (["--keep", "oldest"], "curate: error: --keep must be one of min-id, longest, first, got 'oldest'"),
     ],
 )

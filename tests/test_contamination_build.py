@@ -190,3 +190,23 @@ def test_the_report_shows_builds_by_benchmarks_per_phase_and_the_top_items(build
     top = json.loads((build_a / "stats.json").read_text())["contamination"]["humaneval"]["top_items"][0]
     for anchor in ('id="contamination-overall"', 'id="contamination-phases"', 'id="contamination-items"', "phase 1", top["item_id"]):
         assert anchor in text
+
+
+def test_a_memory_benchmark_and_the_holdout_are_measured(ray_local, source, tmp_path):
+    import fsspec
+
+    with open(HUMANEVAL, "rb") as handle:
+        fsspec.filesystem("memory").pipe("/bench/HumanEval.jsonl.gz", handle.read())
+    options = OPTIONS | {"benchmarks": (BenchmarkSpec("humaneval", "memory://bench/HumanEval.jsonl.gz"),)}
+    out = tmp_path / "held"
+    manifest = run_build(BuildConfig(inputs=(str(source),), holdout=0.3, **options), RunOptions(output=str(out), quiet=True))["manifest"]
+    section = manifest["contamination"]["humaneval"]
+    reported = {r["doc_id"] for r in evidence(out)}
+    assert section["overall"]["documents"] + section["holdout"]["documents"] == len(reported) > 0
+    assert section["holdout"]["rows"] == manifest["counts"]["held_out"]
+
+
+def test_duplicate_item_ids_are_refused(tmp_path):
+    twice = write_jsonl(tmp_path / "twice.jsonl", [{"id": "q1", "text": "one question"}, {"id": "q1", "text": "another"}])
+    with pytest.raises(UserError, match="item id 'q1' names more than one item"):
+        read_benchmark(BenchmarkSpec("twice", str(twice)))

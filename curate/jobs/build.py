@@ -45,7 +45,13 @@ from curate.jobs.stages.ingest import Ingest
 from curate.jobs.stages.near_dedup import NearDedup
 from curate.jobs.stages.phases import WritePhases
 from curate.jobs.stages.stats import CoverageStats
-from curate.regimes import Regime, default_regime, get_regime, recipe_record, regime_columns
+from curate.regimes import (
+    Regime,
+    default_regime,
+    get_regime,
+    recipe_record,
+    regime_columns,
+)
 
 TOOL_VERSION = "0.1.0"
 EMBEDDED_INPUT_BYTES = 16 * 1024 * 1024
