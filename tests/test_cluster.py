@@ -11,9 +11,11 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from http.server import ThreadingHTTPServer
@@ -78,8 +80,24 @@ def s3():
 
 
 @pytest.fixture(scope="module")
-def cluster(s3):
-    """A head with no CPUs and two one-CPU worker nodes; yields the job server's address."""
+def node_tmp():
+    """A temporary folder of the cluster's own (its nodes' TMPDIR): what a build leaves on a node's local
+    disk lands here or in the jobs' working folder, and nothing else on the machine is counted."""
+    folder = tempfile.mkdtemp(prefix="ct-", dir="/tmp")  # short: Ray's socket paths live under it
+    saved = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = folder
+    yield Path(folder)
+    if saved is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster(s3, node_tmp):
+    """A head with no CPUs and two one-CPU worker nodes, started with `node_tmp` as their TMPDIR;
+    yields the job server's address."""
     from ray.cluster_utils import Cluster
 
     dashboard_port = free_port()
@@ -122,14 +140,13 @@ def objects(s3, prefix: str) -> dict[str, bytes]:
             if "/_work/" not in key and not key[len(prefix):].startswith("_work/")}
 
 
-def build_files_on_disk() -> set[str]:
+def build_files_on_disk(node_tmp: Path) -> set[str]:
     """Shards, Parquet stage outputs and stage markers under the repo (the jobs' working folder) and the
-    temp folder, outside Ray's own temp folder and pytest's (other tests' local builds live there)."""
+    nodes' own temp folder, outside Ray's session files there."""
     found = set()
-    for root in (REPO, Path("/tmp")):
+    for root in (REPO, node_tmp):
         for folder, subfolders, names in os.walk(root):
-            subfolders[:] = [name for name in subfolders
-                             if name not in ("ray", ".venv", ".git") and not name.startswith("pytest-of-")]
+            subfolders[:] = [name for name in subfolders if name not in ("ray", ".venv", ".git")]
             found.update(os.path.join(folder, name) for name in names
                          if name.endswith((".arrow", ".parquet")) or name == "_DONE.json")
     return found
@@ -142,8 +159,8 @@ def summary(result: subprocess.CompletedProcess) -> dict:
     return json.loads("\n".join(lines[start : lines.index("}", start) + 1]))
 
 
-def test_builds_derive_resume_and_train_on_a_three_node_cluster_with_s3(s3, cluster, tmp_path):
-    before = build_files_on_disk()
+def test_builds_derive_resume_and_train_on_a_three_node_cluster_with_s3(s3, cluster, node_tmp, tmp_path):
+    before = build_files_on_disk(node_tmp)
     a = submit(cluster, f"curate build --regime A --input s3://curate/corpus/ --output s3://curate/builds/A {' '.join(BUILD_OPTIONS)}")
     assert a.returncode == 0, a.stdout[-3000:] + a.stderr[-3000:]
     built = objects(s3, "builds/A/")
@@ -204,7 +221,7 @@ def test_builds_derive_resume_and_train_on_a_three_node_cluster_with_s3(s3, clus
     assert f"checkpoints/{latest}/model.safetensors" in run
     assert [json.loads(line)["iteration"] for line in run["log.jsonl"].decode().splitlines()] == [1, 2, 3]
 
-    assert build_files_on_disk() <= before, "no build file lands on a node's local disk"
+    assert build_files_on_disk(node_tmp) <= before, "no build file lands on a node's local disk"
 
     local = subprocess.run([str(BIN / "curate"), "build", "--regime", "A", "--input", "s3://curate/corpus/",
                             "--output", str(tmp_path / "A"), *BUILD_OPTIONS, "--num-cpus", "1"],

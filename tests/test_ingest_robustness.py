@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import zlib
 from pathlib import Path
 
 import fsspec
@@ -56,28 +57,52 @@ def test_metadata_whose_type_changes_within_and_across_files_is_kept_as_json(ray
     assert tree_digest(tmp_path / "small-blocks") == tree_digest(tmp_path / "out")
 
 
-def test_truncated_gzip_and_zstd_keep_what_was_read_and_quarantine_the_rest(ray_local, tmp_path):
+def _zstd_readable(frames: list[bytes], cut: int) -> bytes:
+    """What a zstd stream of `frames` cut after `cut` bytes can give back: every whole frame, then
+    what decompresses of the cut one."""
+    out, start = [], 0
+    for frame in frames:
+        if start + len(frame) <= cut:
+            out.append(zstandard.ZstdDecompressor().decompress(frame))
+        elif start < cut:
+            out.append(zstandard.ZstdDecompressor().decompressobj().decompress(frame[: cut - start]))
+        start += len(frame)
+    return b"".join(out)
+
+
+def test_truncated_gzip_and_zstd_keep_every_record_before_the_cut(ray_local, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
-    records = [{"id": f"r{i}", "text": f"record number {i} of a compressed file, padded with words " * 3} for i in range(400)]
-    data = "".join(json.dumps(r) + "\n" for r in records).encode()
-    gz = gzip.compress(data)
-    (folder / "cut.jsonl.gz").write_bytes(gz[: len(gz) // 2])
-    zst = zstandard.ZstdCompressor().compress(data)
-    (folder / "cut.jsonl.zst").write_bytes(zst[: len(zst) // 2])
+    readable = {}
+    for name in ("cut.jsonl.gz", "cut.jsonl.zst"):
+        prefix = name.split(".")[-1]
+        records = [{"id": f"{prefix}-{i}", "text": f"record number {i} of the {prefix} file, padded with words " * 3} for i in range(4000)]
+        data = "".join(json.dumps(r) + "\n" for r in records).encode()
+        if prefix == "gz":
+            whole = gzip.compress(data)
+            cut = whole[: len(whole) * 9 // 10]
+            readable[name] = zlib.decompressobj(wbits=31).decompress(cut).count(b"\n")
+        else:
+            frames = [zstandard.ZstdCompressor().compress(data[start : start + 40_000]) for start in range(0, len(data), 40_000)]
+            whole = b"".join(frames)
+            cut = whole[: len(whole) * 9 // 10]
+            readable[name] = _zstd_readable(frames, len(cut)).count(b"\n")
+            assert len(frames) > 10, "a stream of many frames, cut late"
+        (folder / name).write_bytes(cut)
+        assert 3000 < readable[name] < 4000
     write_jsonl(folder / "good.jsonl", [{"id": f"g{i}", "text": f"an intact document {i} " * 4} for i in range(20)])
     manifest = build([folder], tmp_path / "out")
 
-    faults = [row for row in quarantine_rows(tmp_path / "out") if row["reason"] == "unreadable_file"]
-    assert sorted(row["origin"].split(":")[0] for row in faults) == ["cut.jsonl.gz", "cut.jsonl.zst"]
-    assert all(b"EOFError" in row["raw"] for row in faults)
+    faults = {row["origin"].split(":")[0]: row for row in quarantine_rows(tmp_path / "out") if row["reason"] == "unreadable_file"}
+    assert sorted(faults) == ["cut.jsonl.gz", "cut.jsonl.zst"]
+    assert all(b"EOFError" in row["raw"] for row in faults.values())
     kept = {row["id"] for row in kept_rows(tmp_path / "out", manifest)}
     assert {f"g{i}" for i in range(20)} <= kept
-    for fault in faults:
-        line = int(fault["origin"].split(":")[1])
-        read_before = {row["origin"] for row in quarantine_rows(tmp_path / "out") if row["origin"].startswith(fault["origin"].split(":")[0])}
-        assert len(read_before) == 1, "only the fault itself is quarantined from a file cut between lines or mid-line"
-        assert {f"r{i}" for i in range(line - 2)} <= kept, "the records before the fault are kept"
+    for name, lines in readable.items():
+        prefix = name.split(".")[-1]
+        assert {i for i in kept if i.startswith(f"{prefix}-")} == {f"{prefix}-{i}" for i in range(lines)}, \
+            f"{name}: every record before the cut is kept, the last complete one included, and none after"
+        assert faults[name]["origin"] == f"{name}:{lines + 1}", "the quarantine row names the position of the fault"
     assert adds_up(manifest["counts"])
     assert manifest["counts"]["quarantined"] == len(quarantine_rows(tmp_path / "out"))
 

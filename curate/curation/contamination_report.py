@@ -58,7 +58,7 @@ def _top_items(builds: list[BuildStats], benchmarks: list[str]) -> str:
     for build in builds:
         for name in benchmarks:
             for item in build.stats.get(SECTION, {}).get(name, {}).get("top_items", []):
-                evidence = item["ngram"] if item["kind"] == "ngram" else "near copy"
+                evidence = item["evidence"]
                 snippet = evidence if len(evidence) <= SNIPPET_CHARS else evidence[:SNIPPET_CHARS] + "…"
                 rows.append(
                     f"<tr><td>{html.escape(build.label)}</td><td>{html.escape(name)}</td><td>{html.escape(item['item_id'])}</td>"

@@ -34,7 +34,6 @@ from curate.jobs.stages.benchmark_overlap import (
     Decontaminate,
     Decontaminated,
     MeasureOverlap,
-    NearSettings,
     load_benchmarks,
 )
 from curate.jobs.stages.copy_source import CopySource
@@ -95,8 +94,6 @@ class BuildConfig:
             del values["benchmarks"], values["decontaminate"]
         return values
 
-    def near_settings(self) -> NearSettings:
-        return NearSettings(self.near_threshold, self.num_perm, self.ngram_size, self.seed)
 
     def near(self) -> NearDedupConfig:
         return NearDedupConfig(
@@ -126,7 +123,7 @@ def run_build(config: BuildConfig, options: RunOptions) -> dict:
     progress = Progress(options.quiet, options.json_progress)
     bars = sys.stderr.isatty() and not options.quiet and not options.json_progress
     init_ray(options.address, options.num_cpus, progress_bars=bars)
-    benchmarks = load_benchmarks(list(config.benchmarks), config.near_settings()) if config.benchmarks else None
+    benchmarks = load_benchmarks(list(config.benchmarks), config.near()) if config.benchmarks else None
     prepare_output(out, options.resume, options.overwrite)
     runner = StageRunner(out, progress)
     check_shared_output(out, options.shared_output)

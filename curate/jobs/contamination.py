@@ -16,10 +16,10 @@ import os
 from curate.curation.benchmarks import BenchmarkSpec
 from curate.curation.manifest import load_manifest, write_json_atomic
 from curate.curation.storage import join, locate
+from curate.dedup.near import NearDedupConfig
 from curate.jobs.runner import WORK_DIR
 from curate.jobs.stages.benchmark_overlap import (
     Benchmarks,
-    NearSettings,
     index_benchmarks,
     measure_parts,
     read_benchmarks,
@@ -40,9 +40,10 @@ def _labels(builds: list[str]) -> list[str]:
     return [name if names.count(name) == 1 and name != WORK_DIR else f"{name}-{number}" for number, name in enumerate(names, start=1)]
 
 
-def _near_settings(manifest: dict) -> NearSettings:
+def _near_settings(manifest: dict) -> NearDedupConfig:
     config = manifest["config"]
-    return NearSettings(config["near_threshold"], config["num_perm"], config["ngram_size"], config["seed"])
+    return NearDedupConfig(threshold=config["near_threshold"], num_perm=config["num_perm"], ngram_size=config["ngram_size"],
+                           seed=config["seed"])
 
 
 def _remove(root: str, relpath: str) -> None:
@@ -56,7 +57,7 @@ def measure_builds(builds: list[str], specs: list[BenchmarkSpec], output: str) -
     builds, output = [_absolute(build) for build in builds], _absolute(output)
     manifests = [load_manifest(build) for build in builds]
     read = read_benchmarks(specs)
-    loaded: dict[NearSettings, Benchmarks] = {}
+    loaded: dict[NearDedupConfig, Benchmarks] = {}
     summary = {}
     for build, label, manifest in zip(builds, _labels(builds), manifests):
         near = _near_settings(manifest)

@@ -38,10 +38,12 @@ def option_name(field: dataclasses.Field) -> str:
 
 def _kind(field: dataclasses.Field) -> tuple[type, bool]:
     """The scalar type of a field and whether it is a tuple of them (annotations are strings here)."""
-    annotation = str(field.type).replace(" | None", "").replace("Optional[", "").rstrip("]")
-    if annotation.startswith("tuple["):
-        return SCALARS[annotation.removeprefix("tuple[").split(",")[0].strip()], True
-    return SCALARS[annotation], False
+    annotation = getattr(field.type, "__name__", str(field.type)).replace(" | None", "").replace("Optional[", "").rstrip("]")
+    many = annotation.startswith("tuple[")
+    name = annotation.removeprefix("tuple[").split(",")[0].strip() if many else annotation
+    if name not in SCALARS:
+        raise TypeError(f"setting {field.name}: {field.type} is not an option type (int, float, str, bool, optional or a tuple of one)")
+    return SCALARS[name], many
 
 
 def _default(field: dataclasses.Field) -> Any:

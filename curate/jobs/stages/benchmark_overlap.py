@@ -30,6 +30,7 @@ import ray
 from curate.curation.benchmarks import BenchmarkSpec, read_benchmark
 from curate.curation.shards import read_shard
 from curate.curation.storage import join, write_bytes_atomic
+from curate.dedup.near import NearDedupConfig
 from curate.dedup.overlap import (
     EVIDENCE_SCHEMA,
     BenchmarkIndex,
@@ -47,19 +48,10 @@ TOP_ITEMS = 10
 REMOVED_FIGURES = ("items", "items_ngram", "items_near", "documents")
 
 
-@dataclass(frozen=True)
-class NearSettings:
-    """The near-dedup settings near copies are verified with (the build's own)."""
-
-    threshold: float
-    num_perm: int
-    shingle_size: int
-    seed: int
-
-
 @ray.remote
-def _index(tables: list[tuple[str, pa.Table]], near: NearSettings) -> BenchmarkIndex:
-    return build_index(tables, near.threshold, near.num_perm, near.shingle_size, near.seed)
+def _index(tables: list[tuple[str, pa.Table]], near: NearDedupConfig) -> BenchmarkIndex:
+    """Near copies are verified with the build's own near-dedup settings."""
+    return build_index(tables, near.threshold, near.num_perm, near.ngram_size, near.seed)
 
 
 @dataclass(frozen=True)
@@ -89,7 +81,7 @@ def read_benchmarks(specs: list[BenchmarkSpec]) -> list[tuple[BenchmarkSpec, pa.
     return [(spec, read_benchmark(spec)) for spec in specs]
 
 
-def index_benchmarks(read: list[tuple[BenchmarkSpec, pa.Table]], near: NearSettings) -> Benchmarks:
+def index_benchmarks(read: list[tuple[BenchmarkSpec, pa.Table]], near: NearDedupConfig) -> Benchmarks:
     """The benchmarks indexed in a Ray task, with near copies verified under `near`."""
     specs = [spec for spec, _ in read]
     tables = [(spec.name, table) for spec, table in read]
@@ -102,7 +94,7 @@ def index_benchmarks(read: list[tuple[BenchmarkSpec, pa.Table]], near: NearSetti
     return Benchmarks(_index.remote(tables, near), item_ids, described)
 
 
-def load_benchmarks(specs: list[BenchmarkSpec], near: NearSettings) -> Benchmarks:
+def load_benchmarks(specs: list[BenchmarkSpec], near: NearDedupConfig) -> Benchmarks:
     return index_benchmarks(read_benchmarks(specs), near)
 
 
@@ -151,10 +143,10 @@ def _item_rows(index: BenchmarkIndex, number: int, evidence: pa.Table) -> tuple[
     position = {item: k for k, item in enumerate(index.item_ids.slice(lo, hi - lo).to_pylist())}
     counts = {"ngram": np.zeros(hi - lo, np.int64), "near": np.zeros(hi - lo, np.int64)}
     snippets: dict[int, tuple] = {}
-    for item, doc, kind, ngram in zip(*(found[c].to_pylist() for c in ("item_id", "doc_id", "kind", "ngram"))):
+    for item, doc, kind, ngram, jaccard in zip(*(found[c].to_pylist() for c in ("item_id", "doc_id", "kind", "ngram", "jaccard"))):
         k = position[item]
         counts[kind][k] += 1
-        snippet = (doc, kind, ngram or "")
+        snippet = (doc, kind, ngram if kind == "ngram" else f"near copy, Jaccard {jaccard:.3f}")
         if k not in snippets or snippet < snippets[k]:
             snippets[k] = snippet
     return counts, snippets
@@ -223,7 +215,7 @@ def top_items(ids: list[str], partial: OverlapPartial) -> list[dict]:
     ranked = sorted((k for k in range(len(total)) if total[k]), key=lambda k: (-int(total[k]), ids[k]))[:TOP_ITEMS]
     return [
         {"item_id": ids[k], "rows_ngram": int(partial.ngram_rows[k]), "rows_near": int(partial.near_rows[k]),
-         "doc_id": partial.snippets[k][0], "kind": partial.snippets[k][1], "ngram": partial.snippets[k][2]}
+         "doc_id": partial.snippets[k][0], "kind": partial.snippets[k][1], "evidence": partial.snippets[k][2]}
         for k in ranked
     ]
 
