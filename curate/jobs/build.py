@@ -139,8 +139,10 @@ def run_build(config: BuildConfig, options: RunOptions) -> dict:
             source = runner.path("base")
             if not is_complete(source):
                 base = get_regime(regime.derived_from)
-                base_config = replace(config, regime=base.name, settings=validate(base, replace(config, settings={})))
-                build_from_input(base_config, base, files, source, StageRunner(source, progress), benchmarks)
+                # The base is scratch removed with OUT/_work: only the derived build is measured against benchmarks.
+                base_config = replace(config, regime=base.name, settings={}, benchmarks=())
+                base_config = replace(base_config, settings=validate(base, base_config))
+                build_from_input(base_config, base, files, source, StageRunner(source, progress), None)
         manifest = derive(config, regime, source, out, runner, benchmarks)
     if not options.keep_work:
         runner.remove()
@@ -168,7 +170,9 @@ def build_from_input(
     """
     transform = regime.transform
     ingest_config = IngestConfig(config.text_field, config.max_doc_bytes, regime_columns(regime.name))
-    ingested = runner.run(Ingest(files, ingest_config, transform, config.settings, config.shard_rows, out))
+    ingested = runner.run(
+        Ingest(files=files, config=ingest_config, transform=transform, settings=config.settings, shard_rows=config.shard_rows, out=out)
+    )
     ingested.check_bad_fraction(config.max_bad_fraction)
     docs, exact_removed, near_removed, near_measures = ingested.docs, 0, 0, {}
     if transform.deduplicates:

@@ -98,8 +98,6 @@ class ShardRequests:
 
 def teacher_responses(source_root: str, shards: list[str], config: TeacherConfig) -> Iterator[pa.Table]:
     """Response batches for every document of `shards`, in no particular order."""
-    import ray
-
     from curate.curation.teacher.backends import generate
 
     if not shards:
