@@ -10,6 +10,7 @@ from typing import Iterator, Optional
 import typer
 
 from curate.curation.errors import UserError
+from curate.curation.storage import join
 
 teacher_app = typer.Typer(help="The teacher LLM of regime D.", no_args_is_help=True)
 
@@ -107,7 +108,7 @@ def plan(
         raise UserError("curate plan needs --input (raw input) or --from (an A build)")
     if tokens_per_second <= 0:
         raise UserError(f"--tokens-per-second must be positive, got {tokens_per_second}")
-    tokenizer_path = tokenizer or (f"{source}/tokenizer.json" if source else None)
+    tokenizer_path = tokenizer or (join(source, "tokenizer.json") if source else None)
     if tokenizer_path is None:
         raise UserError("curate plan --input needs --tokenizer (the teacher's tokenizer.json)")
     texts, share = phase1_texts(source, list(inputs or ()), text_field)

@@ -28,7 +28,7 @@ from curate.curation.stats import (
     table_partial,
     table_unigrams,
 )
-from curate.curation.storage import exists, locate, read_bytes
+from curate.curation.storage import exists, join, locate, read_bytes
 from curate.jobs.reduce import tree_reduce
 
 STATS_FORMAT_VERSION = 1
@@ -39,7 +39,7 @@ def discover_phases(out: str) -> dict[str, list[str]]:
     """{phase name: shard paths relative to `out`}, sorted, from the files on disk."""
     fs, base = locate(out)
     phases: dict[str, list[str]] = {}
-    for path in sorted(fs.glob(f"{base}/phase-*/shard-*.arrow")):
+    for path in sorted(fs.glob(join(base, "phase-*/shard-*.arrow"))):
         relpath = path[len(base) + 1 :] if path.startswith(base) else "/".join(path.split("/")[-2:])
         match = _SHARD_PATH.match(relpath)
         if match:
