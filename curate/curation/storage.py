@@ -12,6 +12,11 @@ import uuid
 import fsspec
 
 
+def absolute(url: str) -> str:
+    """A URL as given, or a local path made absolute: Ray's workers do not share the caller's folder."""
+    return url if "://" in url else os.path.abspath(url)
+
+
 def join(root: str | os.PathLike, *parts: str) -> str:
     """`root/part/...` as a URL or path on `root`'s filesystem."""
     return "/".join([os.fspath(root).rstrip("/"), *(part.strip("/") for part in parts)])

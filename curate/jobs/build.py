@@ -8,7 +8,6 @@ gets and what it is built from.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import asdict, dataclass, field, replace
 
@@ -25,6 +24,7 @@ from curate.curation.manifest import (
     write_manifest,
 )
 from curate.curation.readers import InputFile, list_input_files
+from curate.curation.storage import absolute
 from curate.curation.tokenizer import load_tokenizer
 from curate.dedup.near import NearDedupConfig
 from curate.jobs.ray_cluster import init_ray, set_parallelism, shuffle_partitions
@@ -118,7 +118,7 @@ def run_build(config: BuildConfig, options: RunOptions) -> dict:
     """Build `config.regime` into `options.output`; returns the manifest and the stage timings."""
     regime = get_regime(config.regime)
     config = replace(config, regime=regime.name, settings=validate(regime, config))
-    out = options.output if "://" in options.output else os.path.abspath(options.output)
+    out = absolute(options.output)
     files = list_input_files(list(config.inputs)) if config.inputs else []
     progress = Progress(options.quiet, options.json_progress)
     bars = sys.stderr.isatty() and not options.quiet and not options.json_progress
@@ -237,7 +237,7 @@ def derive(config: BuildConfig, regime: Regime, source: str, out: str, runner: S
     manifest |= {"dedup": dedup} | sections | {k: source_manifest[k] for k in ("holdout",) if k in source_manifest}
     manifest["source"] = {"config_hash": source_manifest["config_hash"], "regime": source_manifest["regime"]}
     if config.source is not None:  # a base built under OUT/_work is removed with it
-        manifest["source"]["url"] = source if "://" in source else os.path.abspath(source)
+        manifest["source"]["url"] = absolute(source)
     write_manifest(out, manifest)
     return manifest
 

@@ -15,7 +15,7 @@ import os
 
 from curate.curation.benchmarks import BenchmarkSpec
 from curate.curation.manifest import load_manifest, write_json_atomic
-from curate.curation.storage import join, locate
+from curate.curation.storage import absolute, join, locate
 from curate.dedup.near import NearDedupConfig
 from curate.jobs.runner import WORK_DIR
 from curate.jobs.stages.benchmark_overlap import (
@@ -28,10 +28,6 @@ from curate.jobs.stages.benchmark_overlap import (
 
 SUMMARY_NAME = "summary.json"
 EVIDENCE_SHARD_ROWS = 10_000
-
-
-def _absolute(url: str) -> str:
-    return url if "://" in url else os.path.abspath(url)
 
 
 def _labels(builds: list[str]) -> list[str]:
@@ -54,7 +50,7 @@ def _remove(root: str, relpath: str) -> None:
 
 def measure_builds(builds: list[str], specs: list[BenchmarkSpec], output: str) -> dict:
     """Measure every build against the benchmarks; write the evidence and the summary under `output`."""
-    builds, output = [_absolute(build) for build in builds], _absolute(output)
+    builds, output = [absolute(build) for build in builds], absolute(output)
     manifests = [load_manifest(build) for build in builds]
     read = read_benchmarks(specs)
     loaded: dict[NearDedupConfig, Benchmarks] = {}

@@ -103,14 +103,14 @@ class OverlapPartial:
     """The figures of some rows against one benchmark: additive counters, and per item the rows with
     each kind of evidence and the first evidence's snippet (fixed size: the benchmark's items)."""
 
+    ngram_rows: np.ndarray
+    near_rows: np.ndarray
+    snippets: dict = field(default_factory=dict)
     rows: int = 0
     documents: int = 0
     tokens: int = 0
     words: int = 0
     aligned_words: int = 0
-    ngram_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    near_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    snippets: dict = field(default_factory=dict)
 
     def merge(self, other: "OverlapPartial") -> "OverlapPartial":
         snippets = dict(self.snippets)
@@ -118,14 +118,10 @@ class OverlapPartial:
             if item not in snippets or snippet < snippets[item]:
                 snippets[item] = snippet
         return OverlapPartial(
+            self.ngram_rows + other.ngram_rows, self.near_rows + other.near_rows, snippets,
             self.rows + other.rows, self.documents + other.documents, self.tokens + other.tokens,
             self.words + other.words, self.aligned_words + other.aligned_words,
-            _add(self.ngram_rows, other.ngram_rows), _add(self.near_rows, other.near_rows), snippets,
         )
-
-
-def _add(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    return right.copy() if not len(left) else left if not len(right) else left + right
 
 
 def _merge(parts: list[dict[str, OverlapPartial]]) -> dict[str, OverlapPartial]:
@@ -227,10 +223,11 @@ def _empty(items: int) -> OverlapPartial:
 def measure_parts(benchmarks: Benchmarks, root: str, parts: list[dict], evidence_dir: str) -> dict:
     """The `contamination` section of the shards of `parts` (manifest entries: the phases, then the
     holdout if any): per benchmark, overall (the phases) and per part, and the top items."""
-    measured = {}
-    for part in parts:
-        tasks = [_measure_shard.remote(benchmarks.index, root, shard["path"], evidence_dir) for shard in part["shards"]]
-        measured[part["name"]] = tree_reduce(tasks, _merge)
+    tasks = {
+        part["name"]: [_measure_shard.remote(benchmarks.index, root, shard["path"], evidence_dir) for shard in part["shards"]]
+        for part in parts
+    }  # every part's shards are submitted before any is waited for
+    measured = {name: tree_reduce(refs, _merge) for name, refs in tasks.items()}
     overall = _merge([partials for name, partials in measured.items() if name != HOLDOUT])
     section = {}
     for name, ids in benchmarks.item_ids.items():
