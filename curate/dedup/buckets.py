@@ -1,16 +1,23 @@
 """LSH buckets as lists of verification work: which pairs to verify next, and who still waits.
 
 A bucket holds the documents that share one band key, sorted by the keep policy; removed members
-drop out. Verification round r allows `heads` heads per bucket: its first `heads` remaining
-members. An undecided member at position p <= heads (0-based) is verified against all p members
-before it: it is *resolved* in this bucket. One further down is verified against the first member
-only (enough to remove a near-copy of it) and is *blocked*: it may be removed, but not kept, until
-a later round with more heads. So a bucket of k documents costs at most heads * (heads + 1) / 2 + k
-Jaccard computations per round, never k^2 / 2. At the cap (`at_cap`) a member further down is
-verified against the first `heads` members only and treated as resolved; the predecessors it was
-not compared with (p - heads) are counted.
+drop out. Verification round r allows `heads` heads per bucket: its first `heads` members still in
+it. An undecided member at position p <= heads (0-based) is verified against all p members before
+it: it is *resolved* in this bucket. One further down is *blocked*: it may be removed, but not
+kept, until a later round resolves it. Below the cap it is verified against the first member only
+(enough to remove a near-copy of it) and waits for a round with more heads, so a bucket of k
+documents costs at most heads * (heads + 1) / 2 + k Jaccard computations per round, never k^2 / 2.
+At the cap (`at_cap`) the heads stop growing and slide instead: a member further down is verified
+against all of them, after which every head has been verified against every undecided member
+after it and *retires* (leaves the bucket); the next round's heads are the next members. A bucket
+of k documents then costs at most heads * k Jaccard computations per round, for about k / heads
+rounds: its every pair has to be verified once anyway, and a round's work stays bounded.
 
-Removed members never come back (the greedy's decisions are final), so positions only move up and
+The invariant: a member is resolved only once it has been verified against every predecessor in
+the bucket that was not removed, those still in the bucket before it and the retired ones. A head
+retires only after being verified against every member after it that was undecided; one already
+decided was kept, so it was resolved, and verified against the head, before. Removed members never
+come back (the greedy's decisions are final) and the order is fixed, so positions only move up and
 a member resolved once stays resolved.
 """
 
@@ -96,12 +103,13 @@ def _groups(bucket: np.ndarray, position: np.ndarray, slice_size: int) -> np.nda
     return mix64(bucket.view(np.uint64) + part * GOLDEN).view(np.int64)
 
 
-def head_pairs(rows: pa.Table, heads: int, at_cap: bool, slice_size: int) -> tuple[pa.Table, pa.Table, pa.Table, int]:
+def head_pairs(rows: pa.Table, heads: int, at_cap: bool, slice_size: int) -> tuple[pa.Table, pa.Table, pa.Table]:
     """One verification round over the buckets of a partition (rows with states).
 
-    Returns the rows still in their buckets (removed members dropped), the pairs (a, b, group) to
-    verify (a before b in policy order; group: b's bucket slice), the blocked nodes, and the number
-    of predecessors left unverified because of the cap."""
+    Returns the rows that stay in their buckets for the next round (removed members and, at the
+    cap, retired heads dropped: their every pair in the bucket is verified in this round), the
+    pairs (a, b, group) to verify (a before b in policy order; group: b's bucket slice), and the
+    blocked nodes."""
     rows = rows.filter(pc.not_equal(rows.column("state"), REMOVED))
     rows = rows.take(pc.sort_indices(rows, [("bucket", "ascending"), ("primary", "ascending"), ("id", "ascending")]))
     bucket, node = rows.column("bucket").to_numpy(), rows.column("node").to_numpy()
@@ -110,10 +118,8 @@ def head_pairs(rows: pa.Table, heads: int, at_cap: bool, slice_size: int) -> tup
     undecided = rows.column("state").to_numpy() == UNDECIDED
     waiting = undecided & (position > heads)
     verified = np.where(undecided, np.minimum(position, heads), 0)
-    if at_cap:
-        capped, waiting = int((position[waiting] - heads).sum()), np.zeros(len(node), bool)
-    else:
-        capped, verified[waiting] = 0, 1
+    if not at_cap:
+        verified[waiting] = 1
     member = np.repeat(np.arange(len(bucket)), verified)
     head = start[member] + np.arange(len(member)) - np.repeat(np.cumsum(verified) - verified, verified)
     candidates = pa.table(
@@ -121,4 +127,5 @@ def head_pairs(rows: pa.Table, heads: int, at_cap: bool, slice_size: int) -> tup
         schema=CANDIDATE_SCHEMA,
     )
     blocked = pa.table({"node": np.unique(node[waiting])}, schema=BLOCKED_SCHEMA)
-    return rows.select(ROW_SCHEMA.names), candidates, blocked, capped
+    staying = rows.filter(position >= heads) if at_cap else rows
+    return staying.select(ROW_SCHEMA.names), candidates, blocked

@@ -18,9 +18,10 @@ the graph on one node, and a task holds about 1/num_partitions of a stage's rows
    members are set aside, partitioned by document.
 4. verification rounds until no document is undecided, each one:
    a. shuffle on the bucket: an undecided member among the bucket's first `heads` + 1 remaining
-      members is paired with every one before it; one further down only with the first, and it is
-      blocked (not kept this round) (`curate.dedup.buckets`). A bucket of k documents costs at most
-      heads * (heads + 1) / 2 + k Jaccard computations per round, not k^2 / 2;
+      members is paired with every one before it; one further down only with the first (with all
+      `heads` at the cap), and it is blocked (not kept this round) (`curate.dedup.buckets`). A
+      bucket of k documents costs at most heads * (heads + 1) / 2 + k Jaccard computations per
+      round below the cap, heads * k at it, not k^2 / 2;
    b. shuffle on the first document of each pair: pairs found in several buckets (up to `bands`)
       and pairs verified in an earlier round are dropped;
    c. shuffle on the document, then on the verification group (a slice of at most
@@ -30,10 +31,12 @@ the graph on one node, and a task holds about 1/num_partitions of a stage's rows
       only ever lead to undecided documents), so the rounds converge to the greedy over all
       candidate pairs, whatever the schedule of heads;
    e. shuffle on the document: states joined to the bucket rows for the next round.
-   Heads start at `heads` and grow HEAD_GROWTH-fold per round up to `max_heads`; in the round at
-   that cap, members further down are verified against the first `max_heads` and no longer wait:
-   the predecessors they were not compared with are counted (stats: `capped_pairs`), the only
-   candidate pairs the rule is not checked on.
+   Heads start at `heads` and grow HEAD_GROWTH-fold per round up to `max_heads`; from then on they
+   slide: once every member after them was verified against them they leave the bucket, and the
+   next `max_heads` members are the heads of the next round. No member is resolved before it was
+   verified against every predecessor in its bucket that was not removed, so the rule holds on
+   every candidate pair, and a bucket of k > max_heads documents takes about k / max_heads rounds
+   at the cap.
 5. each removed document is named with the kept document of highest Jaccard among the verified
    pairs that removed it (ties: smaller id).
 
@@ -98,8 +101,8 @@ class NearDedupConfig:
         stage's rows (band keys, bucket rows, pairs, texts), so raise it with the corpus size.
     heads: leading members of a bucket that the members after them are all verified against in
         the first round (a bucket of at most heads + 1 documents is settled in one round); grows
-        HEAD_GROWTH-fold per round up to max_heads, where the members further down are compared
-        with the first max_heads only (the comparisons skipped are counted in stats as capped_pairs).
+        HEAD_GROWTH-fold per round up to max_heads, from where the heads slide down the bucket,
+        max_heads members per round (a larger bucket takes more rounds, never skips a pair).
     max_cluster_slice: members of one bucket verified together in one task (the heads' texts are
         repeated in each slice); with max_heads, bounds a worker's memory for buckets of any size.
     local_graph_limit: verified pairs plus blocked documents up to which the greedy runs in one
@@ -329,11 +332,10 @@ def _verify_round(search: _Search, config: NearDedupConfig, round_number: int) -
         [(_stateful_rows(search, partitions), "bucket", STATEFUL_SCHEMA)],
         partitions,
         partial(head_pairs, heads=heads, at_cap=heads == config.max_heads, slice_size=config.max_cluster_slice),
-        num_returns=4,
+        num_returns=3,
     )
     search.rows = [g[0] for g in generated]
     blocked = [g[2] for g in generated]
-    search.counts["capped_pairs"] += sum(ray.get([g[3] for g in generated]))
     _verify_new(search, [g[1] for g in generated], config)
     graph_rows = _total(search.arcs) + _total(blocked)
     search.states, levels = greedy_states(search.arcs, blocked, partitions, graph_rows, config.local_graph_limit)
@@ -369,7 +371,6 @@ def _stats(search: _Search, attributed: list, documents: int, config: NearDedupC
         "largest_bucket": search.counts["largest_bucket"],
         "rounds": search.counts["rounds"],
         "greedy_rounds": search.counts["greedy_rounds"],
-        "capped_pairs": search.counts["capped_pairs"],
     }
 
 
