@@ -9,6 +9,12 @@ range. Each build runs as its own `curate build` process (its own Ray), with the
 memory sampled every 0.2 s. Goals (issue 14): time per MB grows by at most 1.3x from the small to
 the large input, the driver's peak memory by at most 1.25x, and the build's CPU time within 3x of
 tokenizing the same texts alone with the build's tokenizer on one thread.
+
+Short: `--short-lines` documents of 40 to 200 characters, as chat logs and snippet crawls are: the
+lines of that length of the small corpus, then of the large one (issue 26). Its cost per document
+and driver peak are set against the small build's.
+
+    .venv/bin/python benchmarks/bench_scale.py --inputs short [--short-lines 500000]
 """
 
 from __future__ import annotations
@@ -43,6 +49,23 @@ def site_packages_corpus(out: Path) -> Path:
                 continue
             sink.write(json.dumps({"id": str(path.relative_to(root)), "text": text}) + "\n")
     return out
+
+
+def short_lines_corpus(sources: list[Path], out: Path, count: int) -> Path:
+    """The first `count` lines of 40 to 200 characters (stripped) of the sources' documents, one
+    JSON line each."""
+    written = 0
+    with open(out, "w", encoding="utf-8") as sink:
+        for source in sources:
+            for text in texts_of(source):
+                for line in text.splitlines():
+                    line = line.strip()
+                    if 40 <= len(line) <= 200:
+                        sink.write(json.dumps({"id": f"line-{written}", "text": line}) + "\n")
+                        written += 1
+                        if written == count:
+                            return out
+    raise SystemExit(f"the sources hold only {written} lines of 40 to 200 characters, not {count}")
 
 
 def texts_of(path: Path) -> list[str]:
@@ -98,15 +121,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="keep the corpora and builds here instead of a temporary folder")
+    parser.add_argument("--inputs", default="small,large", help="comma-separated: small, large, short")
+    parser.add_argument("--short-lines", type=int, default=500_000)
     args = parser.parse_args()
+    inputs = args.inputs.split(",")
     with tempfile.TemporaryDirectory() as scratch:
         root = args.keep or Path(scratch)
         root.mkdir(parents=True, exist_ok=True)
         large = root / "site-packages.jsonl"
-        if not large.exists():
+        if {"large", "short"} & set(inputs) and not large.exists():
             site_packages_corpus(large)
+        short = root / "short-lines.jsonl"
+        if "short" in inputs and not short.exists():
+            short_lines_corpus([MIXED, large], short, args.short_lines)
+        corpora = {"small": ("mixed (small)", MIXED), "large": ("site-packages (large)", large), "short": ("short lines", short)}
         rows = []
-        for name, path in (("mixed (small)", MIXED), ("site-packages (large)", large)):
+        for name, path in (corpora[key] for key in ["small", *(key for key in inputs if key != "small")]):
             texts = texts_of(path)
             mb = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) / 1e6
             result = build(path, root / f"build-{path.stem}", args.num_cpus)
@@ -114,16 +144,21 @@ def main() -> None:
             rows.append({"name": name, "documents": len(texts), "mb": mb, "floor": floor, **result})
             del texts
 
-    print("| input | documents | text MB | build s | s per MB | driver peak MiB | tokenize 1 thread s | build CPU s / tokenize s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| input | documents | text MB | build s | s per MB | ms per 1,000 documents | driver peak MiB | tokenize 1 thread s | build CPU s / tokenize s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(f"| {row['name']} | {row['documents']:,} | {row['mb']:.1f} | {row['seconds']:.1f} | {row['seconds'] / row['mb']:.3f} | "
-              f"{row['driver_peak'] / 2**20:.0f} | {row['floor']:.1f} | {row['seconds'] * args.num_cpus / row['floor']:.2f} |")
-    small, big = rows
-    time_ratio = (big["seconds"] / big["mb"]) / (small["seconds"] / small["mb"])
-    memory_ratio = big["driver_peak"] / small["driver_peak"]
-    print(f"time per MB, large / small: {time_ratio:.2f}x (goal <= 1.3x)")
-    print(f"driver peak memory, large / small: {memory_ratio:.2f}x (goal <= 1.25x)")
+              f"{1e6 * row['seconds'] / row['documents']:.0f} | {row['driver_peak'] / 2**20:.0f} | {row['floor']:.1f} | "
+              f"{row['seconds'] * args.num_cpus / row['floor']:.2f} |")
+    small, others = rows[0], {row["name"]: row for row in rows[1:]}
+    if big := others.get(corpora["large"][0]):
+        time_ratio = (big["seconds"] / big["mb"]) / (small["seconds"] / small["mb"])
+        print(f"time per MB, large / small: {time_ratio:.2f}x (goal <= 1.3x)")
+        print(f"driver peak memory, large / small: {big['driver_peak'] / small['driver_peak']:.2f}x (goal <= 1.25x)")
+    if lines := others.get(corpora["short"][0]):
+        per_document = (lines["seconds"] / lines["documents"]) / (small["seconds"] / small["documents"])
+        print(f"time per document, short / small: {per_document:.2f}x")
+        print(f"driver peak memory, short / small: {lines['driver_peak'] / small['driver_peak']:.2f}x")
     for row in rows:
         print(f"counts {row['name']}: {json.dumps(row['counts'])}")
 
