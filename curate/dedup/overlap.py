@@ -239,10 +239,14 @@ class SortedHashes:
 
 @dataclass
 class HashTable:
-    """Hashes with their owners (CSR: keys.hashes[i] is owned by owners[offsets[i]:offsets[i+1]])."""
+    """Hashes with their owners, stored once per distinct set of owners: the n-grams of a licence
+    repeated in many items are all owned by the same items, and a document that holds the licence
+    then meets that set once per n-gram, not each item. keys.hashes[i] is owned by the set sets[i],
+    whose owners are owners[set_offsets[s]:set_offsets[s + 1]]."""
 
     keys: SortedHashes
-    offsets: np.ndarray  # int64, len(keys.hashes) + 1
+    sets: np.ndarray  # int32, the owner set of each hash
+    set_offsets: np.ndarray  # int64, number of sets + 1
     owners: np.ndarray  # int32
 
     @classmethod
@@ -254,13 +258,30 @@ class HashTable:
         distinct_pair[1:] = (hashes[1:] != hashes[:-1]) | (owners[1:] != owners[:-1])
         hashes, owners = hashes[distinct_pair], owners[distinct_pair]
         first = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]]) if len(hashes) else np.zeros(0, np.int64)
-        return cls(SortedHashes.build(hashes[first]), np.append(first, len(hashes)).astype(np.int64), owners)
+        counts = np.diff(np.append(first, len(hashes)))
+        # A set is named by the sum of its owners' mixed ids (two sets collide with probability 2**-64).
+        owner_sums = np.add.reduceat(mix64(owners.astype(np.uint64)), first) if len(first) else np.zeros(0, np.uint64)
+        _, set_key, sets = np.unique(owner_sums, return_index=True, return_inverse=True)
+        set_offsets = np.zeros(len(set_key) + 1, np.int64)
+        np.cumsum(counts[set_key], out=set_offsets[1:])
+        set_owners, _ = _ranges(first[set_key], counts[set_key])
+        return cls(SortedHashes.build(hashes[first]), sets.astype(np.int32), set_offsets, owners[set_owners])
+
+    def find_sets(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(query index, owner set) of every query present."""
+        query, position = self.keys.find(queries)
+        return query, self.sets[position]
+
+    def members(self, sets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(index in sets, owner) of every owner of every set, by index."""
+        position, which = _ranges(self.set_offsets[sets], self.set_offsets[sets + 1] - self.set_offsets[sets])
+        return which, self.owners[position]
 
     def lookup(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(query index, owner) of every owner of every query present, by query."""
-        query, position = self.keys.find(queries)
-        owner, which = _ranges(self.offsets[position], self.offsets[position + 1] - self.offsets[position])
-        return query[which], self.owners[owner]
+        query, sets = self.find_sets(queries)
+        which, owner = self.members(sets)
+        return query[which], owner
 
 
 @dataclass
@@ -367,23 +388,32 @@ def _first_ngrams(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(document, item, first word, length) of the first shared n-gram of every overlapping pair,
     sorted by (document, item)."""
-    first, items, sizes = [], [], []
+    first, sets, sizes = [], [], []
     for size in sorted({NGRAM_WORDS, *index.short_lengths}):
         positions, hashes = windows[size]
-        query, item = index.ngrams.lookup(hashes)
+        query, owner_set = index.ngrams.find_sets(hashes)
         first.append(positions[query])
-        items.append(item)
+        sets.append(owner_set)
         sizes.append(np.full(len(query), size, np.int64))
-    first, items, sizes = np.concatenate(first), np.concatenate(items), np.concatenate(sizes)
-    # An item's n-grams all have one length, so its hits come from one window length, in document
-    # order: after a stable sort by item, each (item, document) starts with its first n-gram.
-    order = _stable_order(items, len(index.item_ids))
-    first, items, sizes = first[order], items[order], sizes[order]
+    first, sets, sizes = np.concatenate(first), np.concatenate(sets), np.concatenate(sizes)
+    # The hashes of one owner set all have one length (its items' n-grams do), so its hits come from
+    # one window length, in document order: after a stable sort by set, each (set, document) starts
+    # with its first n-gram.
+    order = _stable_order(sets, len(index.ngrams.set_offsets) - 1)
+    first, sets, sizes = first[order], sets[order], sizes[order]
     docs = np.repeat(np.arange(len(words.offsets) - 1), words.counts())[first]
     leading = np.ones(len(docs), bool)
+    leading[1:] = (docs[1:] != docs[:-1]) | (sets[1:] != sets[:-1])
+    # Sets' first n-grams in document order (a word position orders the documents too), expanded to
+    # their items: an item in several sets keeps the first, found after a stable sort by item.
+    order = np.flatnonzero(leading)[np.argsort(first[leading], kind="stable")]
+    which, items = index.ngrams.members(sets[order])
+    docs, first, sizes = docs[order][which], first[order][which], sizes[order][which]
+    order = _stable_order(items, len(index.item_ids))
+    docs, items, first, sizes = docs[order], items[order], first[order], sizes[order]
+    leading = np.ones(len(docs), bool)
     leading[1:] = (docs[1:] != docs[:-1]) | (items[1:] != items[:-1])
-    docs, items, first, sizes = docs[leading], items[leading], first[leading], sizes[leading]
-    order = np.lexsort((items, docs))
+    order = np.flatnonzero(leading)[np.lexsort((items[leading], docs[leading]))]
     return docs[order], items[order], first[order], sizes[order]
 
 
