@@ -2,19 +2,24 @@
 
 One tokenizer serves a family of builds (a derived build reuses its parent's), so
 token counts and the trainer's vocabulary agree across regimes. Every tokenizer
-must know an end-of-document token: the trainer packs documents with it.
+must know an end-of-document token: the trainer packs documents with it. Texts are encoded by
+tiktoken where it gives exactly the tokenizer's ids (`fast_encoder`), else by `tokenizers`.
 """
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 import fsspec
 import numpy as np
 import pyarrow as pa
+import tiktoken
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from curate.curation.errors import UserError
+from curate.curation.fast_encoder import tiktoken_encoding
 
 EOD_TOKEN = "<|endoftext|>"
 KNOWN_EOD_TOKENS = (EOD_TOKEN, "<|end_of_text|>", "</s>", "<eos>", "<|im_end|>")
@@ -64,9 +69,51 @@ def save_tokenizer(tokenizer: Tokenizer, path: str) -> None:
         handle.write(tokenizer.to_str())
 
 
+@dataclass(frozen=True)
+class Encoder:
+    """How a tokenizer's texts are encoded: by tiktoken when it gives the same ids (3x faster),
+    else by `tokenizers` itself; `fallback` says why not tiktoken."""
+
+    tokenizer: Tokenizer
+    fast: tiktoken.Encoding | None
+    fallback: str
+
+    def ids(self, texts: list[str]) -> list[np.ndarray]:
+        """The ids of each text as int32, as `tokenizer.encode(text, add_special_tokens=False)` gives them
+        (which still turns a special token's text into its id)."""
+        if self.fast is None:
+            return [np.array(e.ids, dtype=np.int32) for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+        specials = self.fast.special_tokens_set
+        return [self.fast.encode_to_numpy(t, allowed_special=specials, disallowed_special=()).view(np.int32) for t in texts]
+
+    def manifest_entry(self) -> dict:
+        """Which encoder wrote the ids, for the manifest's tokenizer entry (the ids are the same either way)."""
+        return {"encoder": "tiktoken"} if self.fast else {"encoder": "tokenizers", "encoder_fallback": self.fallback}
+
+
+@functools.lru_cache(maxsize=4)
+def _fast_encoding(tokenizer_json: str, encode_special_tokens: bool) -> tuple[tiktoken.Encoding | None, str]:
+    tokenizer = Tokenizer.from_str(tokenizer_json)
+    tokenizer.encode_special_tokens = encode_special_tokens
+    return tiktoken_encoding(tokenizer)
+
+
+_last_encoder: Encoder | None = None
+
+
+def encoder(tokenizer: Tokenizer) -> Encoder:
+    """The tokenizer's encoder, built once per process: kept for the last tokenizer object (callers
+    encode text after text with one), and per tokenizer JSON for the new object each shard task
+    makes from it (serializing takes 20 ms for 16k tokens, building the encoder 0.1 s)."""
+    global _last_encoder
+    if _last_encoder is None or _last_encoder.tokenizer is not tokenizer:
+        _last_encoder = Encoder(tokenizer, *_fast_encoding(tokenizer.to_str(), tokenizer.encode_special_tokens))
+    return _last_encoder
+
+
 def encode_texts(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
     """Token ids of each text, without special tokens (the trainer adds EOD when packing)."""
-    return [encoding.ids for encoding in tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+    return [ids.tolist() for ids in encoder(tokenizer).ids(texts)]
 
 
 def token_id_array(tokenizer: Tokenizer, texts: list[str], batch_size: int = 256) -> pa.ListArray:
@@ -75,12 +122,13 @@ def token_id_array(tokenizer: Tokenizer, texts: list[str], batch_size: int = 256
     An `Encoding` costs tens of bytes per token (tokens, offsets, masks) and a Python list of ids as
     much again: a whole shard of large documents at once took gigabytes; this holds one batch.
     """
+    encode = encoder(tokenizer).ids
     lengths = [0]
     values = []
     for start in range(0, len(texts), batch_size):
-        for encoding in tokenizer.encode_batch_fast(texts[start : start + batch_size], add_special_tokens=False):
-            values.append(np.array(encoding.ids, dtype=np.int32))
-            lengths.append(len(values[-1]))
+        for ids in encode(texts[start : start + batch_size]):
+            values.append(ids)
+            lengths.append(len(ids))
     offsets = np.cumsum(lengths, dtype=np.int64)
     if offsets[-1] > np.iinfo(np.int32).max:
         raise ValueError(f"{offsets[-1]} tokens do not fit one list<int32> column; write smaller shards (--shard-rows)")

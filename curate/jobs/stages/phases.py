@@ -24,6 +24,7 @@ from tokenizers import Tokenizer
 from curate.curation.order import keyed_hash, order_keys
 from curate.curation.storage import join
 from curate.curation.tokenizer import (
+    encoder,
     eod_token_id,
     load_tokenizer,
     save_tokenizer,
@@ -147,6 +148,7 @@ class WritePhases:
             sections=output.sections,
             dropped=output.dropped,
             tokenizer=None if tokenizer is None else {
-                "path": "tokenizer.json", "eod_token_id": eod_token_id(tokenizer), "vocab_size": tokenizer.get_vocab_size()
+                "path": "tokenizer.json", "eod_token_id": eod_token_id(tokenizer), "vocab_size": tokenizer.get_vocab_size(),
+                **encoder(tokenizer).manifest_entry(),
             },
         )
