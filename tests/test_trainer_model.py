@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
 from safetensors.torch import load_file
-
 from test_trainer_support import tiny_run
+
 from curate.trainer.config import resolve_config
 from curate.trainer.model import GPT, megatron_flops_per_sample, parameter_count
 
@@ -81,7 +82,7 @@ def test_hf_export_gives_the_same_logits(tmp_path, untied):
     saved = read_state(checkpoint)["config"]
     config = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
     ours = GPT(config)
-    ours.load_state_dict(load_file(checkpoint / "model.safetensors"))
+    ours.load_state_dict(load_file(os.path.join(checkpoint, "model.safetensors")))
     theirs = transformers.LlamaForCausalLM.from_pretrained(exported, attn_implementation="eager")
     assert theirs.config.tie_word_embeddings is (not untied)
     tokens = torch.randint(0, config.vocab_size, (2, config.seq_length), generator=torch.Generator().manual_seed(0))

@@ -33,7 +33,7 @@ def write_json_atomic(root: str, name: str, value: Any) -> None:
     write_text_atomic(root, name, canonical_json(value))
 
 
-def read_json(root: str, name: str) -> Any:
+def read_json(root: str, name: str = "") -> Any:
     return json.loads(read_bytes(root, name))
 
 

@@ -11,6 +11,9 @@ Llama, Qwen2/Qwen3 (`model.layers.N.self_attn.v_proj`), Qwen3-VL
 (`encoder.layer.N.attention.self.query`) names all give a layer index and a module type.
 Matrices outside the vision tower are keyed without their wrapper prefix, so a Qwen3-VL
 decoder matrix and the same matrix of Qwen3-4B-Base compare with each other.
+
+Any of these may be local or on object storage (an fsspec URL); a remote safetensors file is
+read from a cached local copy.
 """
 
 from __future__ import annotations
@@ -21,6 +24,18 @@ import re
 from dataclasses import dataclass
 
 from curate.curation.errors import UserError
+from curate.curation.storage import (
+    absolute,
+    exists,
+    is_remote,
+    isdir,
+    isfile,
+    join,
+    listdir,
+    local_file,
+    parent,
+    read_bytes,
+)
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -92,38 +107,37 @@ class StoredTensor:
 
 def _checkpoint_files(path: str) -> tuple[str, ...] | None:
     """The safetensors files of a checkpoint folder or file, or None when `path` is not one."""
-    if os.path.isfile(path) and path.endswith(".safetensors"):
+    if path.endswith(".safetensors") and isfile(path):
         return (path,)
-    index = os.path.join(path, INDEX_FILE)
-    if os.path.isfile(index):
+    index = join(path, INDEX_FILE)
+    if isfile(index):
         try:
-            with open(index, encoding="utf-8") as handle:
-                weight_map = json.load(handle)["weight_map"]
+            weight_map = json.loads(read_bytes(index))["weight_map"]
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise UserError(f"{index} is not a safetensors index ({error})") from error
-        files = tuple(os.path.join(path, name) for name in sorted(set(weight_map.values())))
-        missing = [f for f in files if not os.path.isfile(f)]
+        files = tuple(join(path, name) for name in sorted(set(weight_map.values())))
+        missing = [f for f in files if not isfile(f)]
         if missing:
             raise UserError(f"{index} names {len(missing)} missing shard(s), first {missing[0]}")
         return files
-    single = os.path.join(path, SINGLE_FILE)
-    return (single,) if os.path.isfile(single) else None
+    single = join(path, SINGLE_FILE)
+    return (single,) if isfile(single) else None
 
 
 def _run_iterations(path: str) -> list[str]:
     """The `iter_*` checkpoint folders of a RUN folder or of its `checkpoints/` folder, in step order."""
-    folder = os.path.join(path, "checkpoints") if os.path.isdir(os.path.join(path, "checkpoints")) else path
+    folder = join(path, "checkpoints") if isdir(path, "checkpoints") else path
     steps = sorted(
         (int(match[1]), entry)
-        for entry in os.listdir(folder)
-        if (match := ITERATION_DIR.match(entry)) and os.path.isdir(os.path.join(folder, entry))
+        for entry in listdir(folder)
+        if (match := ITERATION_DIR.match(entry)) and isdir(folder, entry)
     )
-    return [os.path.join(folder, entry) for _, entry in steps]
+    return [join(folder, entry) for _, entry in steps]
 
 
 def _unique_labels(paths: list[str]) -> list[str]:
     """The shortest trailing path parts that tell the paths apart (`iter_0002000`, `runA/model`)."""
-    parts = [os.path.normpath(os.path.abspath(p)).removesuffix(".safetensors").split(os.sep) for p in paths]
+    parts = [_normalized(p).removesuffix(".safetensors").split("/") for p in paths]
     for depth in range(1, max(map(len, parts), default=1) + 1):
         labels = ["/".join(p[-depth:]) for p in parts]
         if len(set(labels)) == len(labels):
@@ -133,24 +147,29 @@ def _unique_labels(paths: list[str]) -> list[str]:
 
 def _run_of(path: str) -> str | None:
     """The RUN folder of a trainer checkpoint `RUN/checkpoints/iter_N`, else None."""
-    absolute = os.path.normpath(os.path.abspath(path))
-    parent = os.path.dirname(absolute)
-    if ITERATION_DIR.match(os.path.basename(absolute)) and os.path.basename(parent) == "checkpoints":
-        return os.path.dirname(parent)
+    normalized = _normalized(path)
+    folder = parent(normalized)
+    if ITERATION_DIR.match(os.path.basename(normalized)) and os.path.basename(folder) == "checkpoints":
+        return parent(folder)
     return None
+
+
+def _normalized(path: str) -> str:
+    """One spelling per location: local paths absolute and normalized, URLs without a trailing slash."""
+    return path.rstrip("/") if is_remote(path) else os.path.normpath(absolute(path))
 
 
 def resolve_checkpoints(paths: list[str]) -> list[Checkpoint]:
     """Checkpoints named on the command line, RUN folders expanded to their iterations, in order."""
     found: list[tuple[str, tuple[str, ...]]] = []
     for path in paths:
-        if not os.path.exists(path):
+        if not exists(path):
             raise UserError(f"checkpoint {path} does not exist")
         files = _checkpoint_files(path)
         if files is not None:
             found.append((path, files))
             continue
-        iterations = _run_iterations(path) if os.path.isdir(path) else []
+        iterations = _run_iterations(path) if isdir(path) else []
         if not iterations:
             raise UserError(
                 f"{path} holds no {SINGLE_FILE}, no {INDEX_FILE} and no checkpoints/iter_* folders"
@@ -170,7 +189,7 @@ def resolve_checkpoints(paths: list[str]) -> list[Checkpoint]:
         if run is None:
             checkpoints.append(Checkpoint(label=standalone_labels[path], path=path, files=files))
             continue
-        name = os.path.basename(os.path.normpath(path))
+        name = os.path.basename(_normalized(path))
         label = name if len(distinct_runs) == 1 else f"{run_names[run]}/{name}"
         step = int(ITERATION_DIR.match(name)[1])
         checkpoints.append(Checkpoint(label=label, path=path, files=files, series=run_names[run], step=step))
@@ -189,7 +208,7 @@ def list_tensors(checkpoint: Checkpoint) -> list[StoredTensor]:
     tensors = []
     for file in checkpoint.files:
         try:
-            with safe_open(file, framework="pt") as handle:
+            with safe_open(local_file(file), framework="pt") as handle:
                 for name in handle.keys():
                     view = handle.get_slice(name)
                     tensors.append(StoredTensor(name, tuple(view.get_shape()), str(view.get_dtype()), file))
@@ -211,5 +230,5 @@ class TensorReader:
 
         handle = self._handles.get(tensor.file)
         if handle is None:
-            handle = self._handles[tensor.file] = safe_open(tensor.file, framework="pt")
+            handle = self._handles[tensor.file] = safe_open(local_file(tensor.file), framework="pt")
         return handle.get_tensor(tensor.name).to(torch.float64)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 
 from curate.curation.errors import UserError
@@ -47,8 +46,7 @@ def analyse(
 
 
 def write_outputs(output: str, records: list[dict], summary: dict) -> None:
-    """matrices.jsonl, summary.json and report.html in `output`, each written atomically."""
-    os.makedirs(output, exist_ok=True)
+    """matrices.jsonl, summary.json and report.html in `output` (a folder or URL), each written atomically."""
     lines = "".join(json.dumps(r, sort_keys=True, allow_nan=False) + "\n" for r in records)
     write_text_atomic(output, MATRICES_FILE, lines)
     write_json_atomic(output, SUMMARY_FILE, summary)

@@ -14,9 +14,9 @@ layer-wise figures need at least MIN_LAYERS layers to have a shape.
 from __future__ import annotations
 
 import json
-import os
 
 from curate.curation.report import SUMMARY_ROWS, load_builds, metric, section
+from curate.curation.storage import join, read_bytes
 from curate.diagnostics.summary import ALPHA_RANGE, TREND_RULE, trend_word
 
 MIN_FITTED = 50
@@ -40,13 +40,11 @@ VERDICT_RULES = {
 
 
 def _read(path: str) -> dict:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    return json.loads(read_bytes(path))
 
 
 def _lines(path: str) -> list[dict]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    return [json.loads(line) for line in read_bytes(path).decode("utf-8").splitlines() if line.strip()]
 
 
 def coverage(build: str) -> list[dict]:
@@ -60,7 +58,7 @@ def coverage(build: str) -> list[dict]:
 
 
 def build_record(build: str) -> dict:
-    manifest = _read(os.path.join(build, "manifest.json"))
+    manifest = _read(join(build, "manifest.json"))
     holdout = manifest.get("holdout", {})
     return {
         "counts": manifest["counts"],
@@ -83,15 +81,15 @@ def layerwise(records: list[dict]) -> dict:
 
 def run_record(root: str, regime: str) -> dict:
     """Table 1, the final checkpoint's figures and the held-out losses of one regime's run."""
-    config = _read(os.path.join(root, "runs", regime, "config.json"))
+    config = _read(join(root, "runs", regime, "config.json"))
     total = config["train_samples"] // config["global_batch_size"]
-    diagnosis = _read(os.path.join(root, "diagnostics", regime, "summary.json"))
+    diagnosis = _read(join(root, "diagnostics", regime, "summary.json"))
     checkpoints = diagnosis["checkpoints"]
     milestones = [c for c in checkpoints if c["step"]]
     shares = [c["share_alpha_in_range"] for c in milestones]
     final = checkpoints[-1]
-    final_records = _lines(os.path.join(root, "diagnostics", regime, final["checkpoint"], "matrices.jsonl"))
-    evaluation = _read(os.path.join(root, "eval", f"{regime}.json"))
+    final_records = _lines(join(root, "diagnostics", regime, final["checkpoint"], "matrices.jsonl"))
+    evaluation = _read(join(root, "eval", f"{regime}.json"))
     return {
         "training": {key: config[key] for key in ("lr_decay_style", "lr", "min_lr", "train_samples", "seed", "num_layers")},
         "table1": {
@@ -208,7 +206,7 @@ def verdicts(runs: dict) -> list[dict]:
 
 
 def experiment_summary(root: str, regimes: list[str], preset: str, slice_field: str | None) -> dict:
-    """Everything the experiment's report shows, read from the experiment folder `root`."""
+    """Everything the experiment's report shows, read from the experiment folder `root` (a local path or URL)."""
     runs = {regime: run_record(root, regime) for regime in regimes}
     return {
         "preset": preset,
@@ -216,7 +214,7 @@ def experiment_summary(root: str, regimes: list[str], preset: str, slice_field: 
         "slice_field": slice_field,
         "alpha_range": list(ALPHA_RANGE),
         "trend_rule": TREND_RULE,
-        "builds": {regime: build_record(os.path.join(root, "builds", regime)) for regime in regimes},
+        "builds": {regime: build_record(join(root, "builds", regime)) for regime in regimes},
         "runs": runs,
         "verdicts": verdicts(runs),
         "verdict_rules": VERDICT_RULES,

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 
 def diagnose_command(
-    checkpoints: list[Path] = typer.Argument(
+    checkpoints: list[str] = typer.Argument(
         ...,
         help="Checkpoint folders (trainer iter_* or Hugging Face safetensors, single or sharded), "
-        ".safetensors files, or trainer RUN folders (all their checkpoints in order).",
+        ".safetensors files, or trainer RUN folders (all their checkpoints in order); local or fsspec URLs.",
     ),
-    output: Path = typer.Option(..., "--output", "-o", help="Folder for matrices.jsonl, summary.json and report.html."),
-    base: Path | None = typer.Option(None, "--base", help="Checkpoint to compare every checkpoint with."),
+    output: str = typer.Option(
+        ..., "--output", "-o", help="Folder (local or fsspec URL) for matrices.jsonl, summary.json and report.html."
+    ),
+    base: str | None = typer.Option(None, "--base", help="Checkpoint to compare every checkpoint with."),
     max_side: int = typer.Option(
         50000, "--max-side", help="Skip (and list) matrices with a side longer than this, e.g. large embeddings."
     ),
@@ -24,9 +24,9 @@ def diagnose_command(
     from curate.diagnostics.diagnose import diagnose
 
     summary = diagnose(
-        [str(c) for c in checkpoints],
-        str(output),
-        base=None if base is None else str(base),
+        checkpoints,
+        output,
+        base=base,
         limits=MatrixLimits(max_side=max_side),
         on_checkpoint=lambda label, count: typer.echo(f"analysed {label}: {count} matrices", err=True),
     )

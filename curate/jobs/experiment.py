@@ -13,21 +13,27 @@ without, it asks for every CPU of the largest node, so a laptop trains them one 
 Resume: every part leaves a marker that says it finished (a build's manifest, the run's
 final checkpoint, each checkpoint's diagnostics summary and evaluation file); a rerun skips
 what is marked and finishes the rest, and rewrites summary.json and report.html only when
-their bytes would change.
+their bytes would change. EXP is a local path or an fsspec URL (s3://, gs://): every part reads
+and writes through its filesystem, markers included, so a rerun on object storage resumes too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import ray
 
 from curate.curation.errors import UserError
-from curate.curation.manifest import canonical_json, is_complete, load_manifest
+from curate.curation.manifest import (
+    canonical_json,
+    is_complete,
+    load_manifest,
+    read_json,
+)
+from curate.curation.storage import absolute, exists, isdir, join, listdir
 from curate.jobs.build import BuildConfig, RunOptions, run_build
 from curate.jobs.experiment_layout import Layout, write_if_changed
 from curate.jobs.experiment_regime import run_regime
@@ -89,16 +95,14 @@ def _record(config: ExperimentConfig) -> dict:
 
 def claim_folder(layout: Layout, config: ExperimentConfig) -> None:
     """Write EXP/experiment.json on the first run; a rerun must have the same configuration."""
-    path = os.path.join(layout.root, CONFIG_FILE)
     record = _record(config)
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as handle:
-            if json.load(handle) != record:
-                raise UserError(f"{layout.root} holds an experiment with another configuration; choose a new --output")
+    if exists(layout.root, CONFIG_FILE):
+        if read_json(layout.root, CONFIG_FILE) != record:
+            raise UserError(f"{layout.root} holds an experiment with another configuration; choose a new --output")
         return
-    if os.path.isdir(layout.root) and os.listdir(layout.root):
+    if listdir(layout.root):
         raise UserError(f"{layout.root} exists, is not empty and holds no {CONFIG_FILE}; choose a new --output")
-    write_if_changed(path, canonical_json(record))
+    write_if_changed(join(layout.root, CONFIG_FILE), canonical_json(record))
 
 
 def build_regimes(config: ExperimentConfig, layout: Layout, echo: Callable[[str], None]) -> None:
@@ -113,7 +117,7 @@ def build_regimes(config: ExperimentConfig, layout: Layout, echo: Callable[[str]
         else:
             build = replace(config.base, regime=regime, inputs=(), source=layout.build(config.base.regime), settings=settings)
         echo(f"building {regime} -> {out}")
-        run_build(build, RunOptions(output=out, resume=os.path.isdir(out), quiet=True))
+        run_build(build, RunOptions(output=out, resume=isdir(out), quiet=True))
 
 
 def train_config(config: ExperimentConfig, layout: Layout, regime: str):
@@ -126,7 +130,7 @@ def train_config(config: ExperimentConfig, layout: Layout, regime: str):
 
 def regime_done(layout: Layout, regime: str) -> bool:
     """The regime's last part (its evaluation file, written after its diagnostics) exists."""
-    return os.path.exists(layout.evaluation(regime)) and os.path.exists(os.path.join(layout.diagnostics(regime), "summary.json"))
+    return exists(layout.evaluation(regime)) and exists(layout.diagnostics(regime), "summary.json")
 
 
 def _largest_node_cpus() -> float:
@@ -140,7 +144,7 @@ def run_experiment(config: ExperimentConfig, options: ExperimentOptions, echo: C
     from curate.diagnostics.experiment_summary import experiment_summary
 
     check_config(config)
-    layout = Layout(os.path.abspath(options.output))
+    layout = Layout(absolute(options.output))
     claim_folder(layout, config)
     init_ray(options.address, options.num_cpus)
     build_regimes(config, layout, echo)
@@ -156,6 +160,6 @@ def run_experiment(config: ExperimentConfig, options: ExperimentOptions, echo: C
             ray.get(ref)
             echo(f"{regime}: trained, diagnosed and evaluated")
     summary = experiment_summary(layout.root, list(config.regimes), config.preset, config.slice_field)
-    write_if_changed(os.path.join(layout.root, "summary.json"), canonical_json(summary))
-    write_if_changed(os.path.join(layout.root, "report.html"), render_experiment_report(summary))
+    write_if_changed(join(layout.root, "summary.json"), canonical_json(summary))
+    write_if_changed(join(layout.root, "report.html"), render_experiment_report(summary))
     return summary

@@ -45,7 +45,7 @@ def _experiment_parameters() -> list[inspect.Parameter]:
             ",".join(regime.name for regime in study), "--regimes", help="Comma-separated regimes, the base regime first."
         )),
         option("preset", str, typer.Option("small", "--preset", help="Trainer preset every regime uses (small on CPUs, paper-0.6b on GPUs).")),
-        option("output", str, typer.Option(..., "--output", "-o", help="The experiment folder EXP (local path).")),
+        option("output", str, typer.Option(..., "--output", "-o", help="The experiment folder EXP (local path or fsspec URL).")),
         option("holdout", float, typer.Option(0.05, help="Seeded share of the deduplicated documents held out for evaluation.")),
         option("slice_field", Optional[str], typer.Option("meta.source", help="Input metadata field to slice held-out loss by (column.key).")),
         option("train_option", Optional[list[str]], typer.Option(None, "--train-option", help="KEY=VALUE trainer option for every regime.")),

@@ -1,12 +1,12 @@
 """The experiment folder: where each part of `curate experiment` lives (DESIGN.md, "Output layout of
-an experiment"), and the one way its files are written."""
+an experiment"), and the one way its files are written. The folder is a local path or an fsspec URL."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
-from curate.curation.storage import write_text_atomic
+from curate.curation.storage import exists, join, read_bytes, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -16,25 +16,23 @@ class Layout:
     root: str
 
     def build(self, regime: str) -> str:
-        return os.path.join(self.root, "builds", regime)
+        return join(self.root, "builds", regime)
 
     def run(self, regime: str) -> str:
-        return os.path.join(self.root, "runs", regime)
+        return join(self.root, "runs", regime)
 
     def diagnostics(self, regime: str, checkpoint: str | None = None) -> str:
-        return os.path.join(self.root, "diagnostics", regime, *([checkpoint] if checkpoint else []))
+        return join(self.root, "diagnostics", regime, *([checkpoint] if checkpoint else []))
 
     def evaluation(self, regime: str, checkpoint: str | None = None) -> str:
         if checkpoint is None:
-            return os.path.join(self.root, "eval", f"{regime}.json")
-        return os.path.join(self.root, "eval", regime, f"{checkpoint}.json")
+            return join(self.root, "eval", f"{regime}.json")
+        return join(self.root, "eval", regime, f"{checkpoint}.json")
 
 
 def write_if_changed(path: str, text: str) -> bool:
     """Write `path` atomically unless it already holds `text`; True when written."""
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as handle:
-            if handle.read() == text:
-                return False
+    if exists(path) and read_bytes(path) == text.encode("utf-8"):
+        return False
     write_text_atomic(os.path.dirname(path), os.path.basename(path), text)
     return True

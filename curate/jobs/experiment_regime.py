@@ -4,35 +4,30 @@ Everything here skips what a marker says is finished: a run whose newest checkpo
 last iteration is not trained again, a checkpoint with a diagnostics `summary.json` is not
 analysed again, one with an evaluation file is not evaluated again. The regime's combined
 files (`diagnostics/<regime>/summary.json`, then `eval/<regime>.json`) are written last.
+The experiment folder may be local or on object storage: every file goes through its filesystem.
 """
 
 from __future__ import annotations
 
-import json
 import os
 
-from curate.curation.manifest import canonical_json
+from curate.curation.manifest import canonical_json, read_json
+from curate.curation.storage import exists, join
 from curate.diagnostics.checkpoints import resolve_checkpoints
 from curate.diagnostics.diagnose import SUMMARY_FILE, diagnose
 from curate.diagnostics.summary import build_summary
 from curate.jobs.experiment_layout import Layout, write_if_changed
-from curate.trainer.checkpoint import latest_checkpoint, read_state
+from curate.trainer.checkpoint import read_state
 from curate.trainer.config import TrainConfig
 from curate.trainer.evaluate import evaluate_checkpoint, load_holdout
 from curate.trainer.initial import save_initial_checkpoint
 from curate.trainer.train import train
 
 
-def _read(path: str) -> dict:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
 def train_regime(config: TrainConfig, layout: Layout, regime: str) -> None:
     """Train from the iteration-0 checkpoint to the end, continuing a run that stopped midway."""
     run, data = layout.run(regime), layout.build(regime)
-    save_initial_checkpoint(config, data, run)
-    if read_state(latest_checkpoint(run))["iteration"] < config.train_iters:
+    if read_state(save_initial_checkpoint(config, data, run))["iteration"] < config.train_iters:
         train(config, data, run, resume=True, echo=lambda line: None)
 
 
@@ -43,14 +38,13 @@ def diagnose_regime(layout: Layout, regime: str) -> list[str]:
     summaries, skipped = [], []
     for checkpoint in checkpoints:
         folder = layout.diagnostics(regime, os.path.basename(checkpoint))
-        path = os.path.join(folder, SUMMARY_FILE)
-        if not os.path.exists(path):
+        if not exists(folder, SUMMARY_FILE):
             diagnose([checkpoint], folder, base=base)
-        summary = _read(path)
+        summary = read_json(folder, SUMMARY_FILE)
         summaries.extend(summary["checkpoints"])
         skipped = summary["skipped"]
     combined = build_summary(summaries, skipped, base)
-    write_if_changed(os.path.join(layout.diagnostics(regime), SUMMARY_FILE), canonical_json(combined))
+    write_if_changed(join(layout.diagnostics(regime), SUMMARY_FILE), canonical_json(combined))
     return checkpoints
 
 
@@ -60,10 +54,10 @@ def evaluate_regime(layout: Layout, regime: str, checkpoints: list[str], slice_f
     results = []
     for checkpoint in checkpoints:
         path = layout.evaluation(regime, os.path.basename(checkpoint))
-        if not os.path.exists(path):
+        if not exists(path):
             held_out = held_out or load_holdout(layout.build(regime), slice_field)
             write_if_changed(path, canonical_json(evaluate_checkpoint(checkpoint, held_out)))
-        results.append(_read(path))
+        results.append(read_json(path))
     record = {"regime": regime, "holdout": "builds/A/holdout", "slice_field": slice_field, "checkpoints": results}
     write_if_changed(layout.evaluation(regime), canonical_json(record))
 

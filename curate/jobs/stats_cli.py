@@ -50,19 +50,19 @@ def _source_url(manifest: dict) -> str | None:
 
 def report_command(
     builds: List[str] = typer.Argument(..., help="Build folders to compare, e.g. out/A out/C out/D."),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help="Where to write the HTML report."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Where to write the HTML report (local path or fsspec URL)."),
     as_json: bool = typer.Option(False, "--json", help="Also print the compared statistics as JSON."),
 ) -> None:
     """Render one self-contained HTML page comparing the coverage of builds side by side."""
     from curate.curation.manifest import canonical_json
     from curate.curation.report import load_builds, render_report
+    from curate.curation.storage import absolute, write_text_atomic
 
     if output is None and not as_json:
         raise UserError("give -o report.html, --json, or both")
     loaded = load_builds(builds)
     if output is not None:
-        with open(output, "w", encoding="utf-8") as handle:
-            handle.write(render_report(loaded))
+        write_text_atomic(absolute(output), "", render_report(loaded))
     if as_json:
         typer.echo(canonical_json({build.label: build.stats for build in loaded}), nl=False)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import os
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -79,8 +78,8 @@ def export_megatron_command(
 
 
 def export_hf_command(
-    checkpoint: Path = typer.Argument(..., help="A checkpoint folder, or a run folder (its newest checkpoint)."),
-    output: Path = typer.Option(..., "--output", help="Folder for config.json, model.safetensors, tokenizer."),
+    checkpoint: str = typer.Argument(..., help="A checkpoint folder, or a run folder (its newest checkpoint); local or fsspec URL."),
+    output: str = typer.Option(..., "--output", help="Folder (local or fsspec URL) for config.json, model.safetensors, tokenizer."),
 ) -> None:
     """Write a Hugging Face Llama checkpoint that transformers and vLLM load."""
     from curate.trainer.export import export_hf

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from curate.curation.errors import UserError
 from curate.curation.manifest import canonical_json
+from curate.curation.storage import absolute, exists, join, parent, read_bytes
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -81,28 +82,33 @@ def save_checkpoint(
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint of a run, or None before the first one."""
-    pointer = Path(run_dir) / CHECKPOINTS / LATEST
-    if not pointer.exists():
-        return None
-    return pointer.parent / pointer.read_text().strip()
+    """The newest complete checkpoint of a local run folder (the training loop's copy), or None before the first one."""
+    newest = newest_checkpoint(run_dir)
+    return None if newest is None else Path(newest)
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder from itself, its run folder or the run's checkpoints folder (the newest)."""
-    path = Path(path)
-    if (path / STATE_FILE).exists():
+def resolve_checkpoint(path: str | Path) -> str:
+    """A checkpoint folder (local or URL) from itself, its run folder or the run's checkpoints folder (the newest)."""
+    path = absolute(os.fspath(path))
+    if exists(path, STATE_FILE):
         return path
-    if (path / LATEST).exists():
-        path = path.parent
-    latest = latest_checkpoint(path)
+    latest = newest_checkpoint(parent(path) if exists(path, LATEST) else path)
     if latest is None:
         raise UserError(f"{path} is neither a checkpoint folder nor a run with checkpoints")
     return latest
 
 
-def read_state(checkpoint: Path) -> dict:
-    return json.loads((checkpoint / STATE_FILE).read_text())
+def newest_checkpoint(run: str | Path) -> str | None:
+    """The newest complete checkpoint of a run folder (local or URL), or None before the first one."""
+    pointer = join(CHECKPOINTS, LATEST)
+    if not exists(run, pointer):
+        return None
+    return join(run, CHECKPOINTS, read_bytes(run, pointer).decode().strip())
+
+
+def read_state(checkpoint: str | Path) -> dict:
+    """The state.json of a checkpoint folder, local or on object storage."""
+    return json.loads(read_bytes(checkpoint, STATE_FILE))
 
 
 def load_checkpoint(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:

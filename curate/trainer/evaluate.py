@@ -27,6 +27,7 @@ from curate.curation.detect import detect_language
 from curate.curation.errors import UserError
 from curate.curation.manifest import load_manifest
 from curate.curation.shards import read_shard
+from curate.curation.storage import join, local_file
 from curate.trainer.checkpoint import MODEL_FILE, read_state
 from curate.trainer.config import TrainConfig
 from curate.trainer.model import GPT
@@ -76,10 +77,10 @@ def load_holdout(build: str, slice_field: str | None = None) -> HeldOut:
 
 def load_model(checkpoint: str | Path, device: torch.device) -> GPT:
     """The checkpoint's model in eval mode, built from the configuration it was trained with."""
-    values = dict(read_state(Path(checkpoint))["config"])
+    values = dict(read_state(checkpoint)["config"])
     values["save_fractions"] = tuple(values["save_fractions"])
     model = GPT(TrainConfig(**values))
-    model.load_state_dict(load_file(Path(checkpoint) / MODEL_FILE))
+    model.load_state_dict(load_file(local_file(join(checkpoint, MODEL_FILE))))
     return model.to(device).eval()
 
 
@@ -89,11 +90,13 @@ def _windows(document: np.ndarray, seq_length: int) -> list[np.ndarray]:
 
 
 @torch.no_grad()
-def document_losses(model: GPT, held_out: HeldOut, device: torch.device) -> np.ndarray:
-    """Summed loss of each document's tokens (float64), in holdout order."""
+def document_losses(model: GPT, held_out: HeldOut, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """Summed loss of each document's tokens (float64) and how many of its tokens were scored, in holdout
+    order: the counts come from the targets themselves, so a window that missed a token would show."""
     seq_length = model.config.seq_length
     pieces = [(index, window) for index, document in enumerate(held_out.documents) for window in _windows(document, seq_length)]
     sums = np.zeros(len(held_out.documents), dtype=np.float64)
+    counts = np.zeros(len(held_out.documents), dtype=np.int64)
     for first in range(0, len(pieces), WINDOWS_PER_BATCH):
         batch = pieces[first : first + WINDOWS_PER_BATCH]
         width = max(len(window) for _, window in batch)
@@ -105,9 +108,11 @@ def document_losses(model: GPT, held_out: HeldOut, device: torch.device) -> np.n
         logits = model(tokens[:, :-1].to(device)).float()
         losses = F.cross_entropy(logits.flatten(0, 1), targets.to(device).flatten(), reduction="none")
         per_row = losses.view(len(batch), -1).sum(dim=1).double().cpu().numpy()
-        for (index, _), value in zip(batch, per_row):
+        scored = (targets != -100).sum(dim=1).numpy()
+        for (index, _), value, count in zip(batch, per_row, scored):
             sums[index] += value
-    return sums
+            counts[index] += count
+    return sums, counts
 
 
 def _aggregate(losses: np.ndarray, counts: np.ndarray) -> dict:
@@ -118,12 +123,11 @@ def _aggregate(losses: np.ndarray, counts: np.ndarray) -> dict:
 def evaluate_checkpoint(checkpoint: str | Path, held_out: HeldOut, device: torch.device | None = None) -> dict:
     """Token-weighted held-out loss of one checkpoint, overall and per slice of every kind."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    losses = document_losses(load_model(checkpoint, device), held_out, device)
-    counts = np.asarray([len(document) - 1 for document in held_out.documents], dtype=np.int64)
+    losses, counts = document_losses(load_model(checkpoint, device), held_out, device)
     slices: dict[str, dict] = {}
     for kind in held_out.slices[0] if held_out.slices else ():
         names = np.asarray([document_slices[kind] for document_slices in held_out.slices])
         slices[kind] = {name: _aggregate(losses[names == name], counts[names == name]) for name in sorted(set(names))}
-    state = read_state(Path(checkpoint))
+    state = read_state(checkpoint)
     return {"iteration": state["iteration"], "consumed_samples": state["consumed_samples"],
             "overall": _aggregate(losses, counts), "slices": slices}

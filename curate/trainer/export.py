@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
 from pathlib import Path
 
@@ -23,6 +22,13 @@ import numpy as np
 
 from curate.curation.manifest import canonical_json, load_manifest
 from curate.curation.shards import read_shard
+from curate.curation.storage import (
+    absolute,
+    copy_atomic,
+    join,
+    parent,
+    write_text_atomic,
+)
 from curate.curation.tokenizer import eod_token_id, load_tokenizer
 from curate.trainer.checkpoint import MODEL_FILE, read_state, resolve_checkpoint
 
@@ -101,24 +107,23 @@ def hf_llama_config(config: dict, eod: int) -> dict:
     }
 
 
-def export_hf(checkpoint: str | Path, output: str | Path) -> Path:
-    """Write `output/` with config.json, model.safetensors and the run's tokenizer."""
+def export_hf(checkpoint: str | Path, output: str | Path) -> str:
+    """Write `output/` (a folder or URL) with config.json, model.safetensors and the run's tokenizer."""
     checkpoint = resolve_checkpoint(checkpoint)
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    tokenizer_path = checkpoint.parent.parent / "tokenizer.json"
-    tokenizer = load_tokenizer(str(tokenizer_path))
+    output = absolute(os.fspath(output))
+    tokenizer_path = join(parent(parent(checkpoint)), "tokenizer.json")
+    tokenizer = load_tokenizer(tokenizer_path)
     eod = eod_token_id(tokenizer)
     eod_token = tokenizer.id_to_token(eod)
     config = read_state(checkpoint)["config"]
-    (output / "config.json").write_text(canonical_json(hf_llama_config(config, eod)))
-    shutil.copyfile(checkpoint / MODEL_FILE, output / MODEL_FILE)
-    shutil.copyfile(tokenizer_path, output / "tokenizer.json")
+    write_text_atomic(output, "config.json", canonical_json(hf_llama_config(config, eod)))
+    copy_atomic(join(checkpoint, MODEL_FILE), output, MODEL_FILE)
+    copy_atomic(tokenizer_path, output, "tokenizer.json")
     tokenizer_config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": eod_token,
         "eos_token": eod_token,
         "model_max_length": config["seq_length"],
     }
-    (output / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
+    write_text_atomic(output, "tokenizer_config.json", json.dumps(tokenizer_config, indent=2) + "\n")
     return output
