@@ -3,7 +3,8 @@
 The server speaks the OpenAI chat-completions protocol and answers by what the document
 says: FLAKY fails once with 503, BROKEN always fails, SLOW answers after the client's
 timeout, NOTAGS forgets the tags, LONG is cut at max_tokens; anything else is rewritten
-as "REWRITTEN: <document>". It records every request, so tests can count the teacher's
+as "REWRITTEN: <document>"; with `fail_share` set it also fails every request for a set share
+of the documents it sees. It records every request, so tests can count the teacher's
 calls (resume) and the requests in flight (bounded concurrency).
 """
 
@@ -11,10 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -55,6 +61,14 @@ class Teacher:
         self.in_flight = 0
         self.max_in_flight = 0
         self.fail_all = False
+        self.fail_share = 0.0
+        self.order: dict[str, int] = {}
+
+    def fails(self, document: str) -> bool:
+        """Whether the endpoint fails every request for `document` (under the lock): of the first n
+        distinct documents it sees, exactly floor(n * fail_share) fail, whatever their order."""
+        index = self.order.setdefault(document, len(self.order))
+        return math.floor((index + 1) * self.fail_share) > math.floor(index * self.fail_share)
 
     def documents(self) -> list[str]:
         return [request["document"] for request in self.requests]
@@ -73,11 +87,12 @@ def make_handler(teacher: Teacher):
             with teacher.lock:
                 teacher.requests.append(body | {"document": document, "variant": variant})
                 attempt = teacher.attempts[document] = teacher.attempts.get(document, 0) + 1
+                shared_failure = teacher.fails(document)
                 teacher.in_flight += 1
                 teacher.max_in_flight = max(teacher.max_in_flight, teacher.in_flight)
             try:
                 time.sleep(0.05)
-                if teacher.fail_all or "BROKEN" in document or ("FLAKY" in document and attempt == 1):
+                if teacher.fail_all or shared_failure or "BROKEN" in document or ("FLAKY" in document and attempt == 1):
                     return self.reply(503, {"error": {"message": "overloaded"}})
                 if "SLOW" in document:
                     time.sleep(2.5)
@@ -307,3 +322,66 @@ def test_dropped_documents_are_counted_in_the_manifest(teacher_server, build_a, 
     assert counts["dropped"] == dropped and counts["kept"] == source["counts"]["kept"] - dropped
     assert counts["input"] == sum(v for k, v in counts.items() if k != "input")
     assert manifest["phases"][0]["rows"] == phase1["rows"] - dropped
+
+
+@pytest.fixture(scope="module")
+def tiny_a(ray_local, tmp_path_factory):
+    """A complete regime A build of 40 plain documents: 20 in phase 1, in shards of 8."""
+    from curate.jobs.build import BuildConfig, RunOptions, run_build
+
+    root = tmp_path_factory.mktemp("teacher-budget")
+    corpus = root / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"doc-{i:02d}", "text": f"Plain document {i}, on topic {i % 7}."}) + "\n"
+                              for i in range(40)))
+    run_build(BuildConfig(inputs=(str(corpus),), near_dedup=False, vocab_size=300, shard_rows=8),
+              RunOptions(output=str(root / "A"), quiet=True))
+    return root / "A"
+
+
+def cli_d_arguments(teacher: Teacher, source: Path, out: Path, budget: float) -> list[str]:
+    """`curate build` of D from `source` through the server, no retries, quiet: only errors print."""
+    return ["build", "--regime", "D", "--from", str(source), "--output", str(out), "--teacher-backend", "openai",
+            "--teacher-endpoint", teacher.endpoint, "--teacher-model", "teacher", "--teacher-retries", "0",
+            "--teacher-concurrency", "2", "--max-teacher-failure-fraction", str(budget), "--quiet"]
+
+
+def test_failures_over_the_budget_end_the_cli_build_with_one_line_and_nothing_else(teacher_server, tiny_a, tmp_path):
+    """In a process of its own, as a user runs it: whatever Ray prints on its own would reach the terminal."""
+    teacher_server.fail_share = 0.2  # 4 of the 20 phase-1 documents, over a budget of 0.1 (2)
+    out = tmp_path / "D"
+    result = subprocess.run([sys.executable, "-m", "curate.jobs.cli", *cli_d_arguments(teacher_server, tiny_a, out, 0.1)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=240)
+    assert result.returncode == 2, result.stdout
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout
+    assert re.fullmatch(r"curate: error: the teacher failed on [3-4] of 20 phase-1 documents, over the budget of 0\.1 "
+                        r"\(first error: .*503.*\).*", lines[0]), lines[0]
+    assert not (out / "manifest.json").exists()
+
+
+def test_failures_within_the_budget_are_kept_as_originals_and_counted(teacher_server, tiny_a, tmp_path):
+    """The policy (--on-teacher-failure keep-original): a failed document stays with its original text
+    and status `error`, counted in the phase's teacher stats; nothing is dropped and the counts add up."""
+    from typer.testing import CliRunner
+
+    from curate.jobs.cli import app
+
+    teacher_server.fail_share = 0.2
+    out = tmp_path / "D"
+    result = CliRunner().invoke(app, cli_d_arguments(teacher_server, tiny_a, out, 0.3))
+    assert result.exit_code == 0, result.output
+    source, manifest = (json.loads((root / "manifest.json").read_text()) for root in (tiny_a, out))
+    phase1 = manifest["phases"][0]
+    rows = [row for shard in phase1["shards"] for row in read_shard(str(out), shard["path"]).to_pylist()]
+    originals = {row["id"]: row["text"] for shard in source["phases"][0]["shards"]
+                 for row in read_shard(str(tiny_a), shard["path"]).to_pylist()}
+    failed = [row for row in rows if row["rewrite_status"] == "error"]
+    assert len(rows) == len(originals) == 20 and len(failed) == 4
+    assert all(row["text"] == originals[row["id"]] for row in failed)
+    assert all(row["text"] == f"REWRITTEN: {originals[row['id']]}" for row in rows if row["rewrite_status"] != "error")
+    assert phase1["teacher"]["status_counts"] == {"rewritten": 16, "unparseable": 0, "truncated": 0, "error": 4}
+    assert phase1["teacher"]["rows_in"] == phase1["teacher"]["rows_out"] == phase1["rows"] == 20
+    counts = manifest["counts"]
+    assert counts.get("dropped", 0) == 0 and counts["kept"] == source["counts"]["kept"] == 40
+    assert counts["input"] == counts["quarantined"] + counts["exact_duplicates"] + counts["near_duplicates"] + counts["kept"]
+    assert sum(phase["rows"] for phase in manifest["phases"]) == counts["kept"]

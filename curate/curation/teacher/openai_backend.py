@@ -10,6 +10,7 @@ the build with one line.
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
@@ -100,12 +101,21 @@ class ChatCompletions:
 
 
 def generate_openai(requests: ray.data.Dataset, config: TeacherConfig) -> ray.data.Dataset:
-    """Response rows for `requests`, from the endpoint at `config.endpoint`."""
-    return requests.map_batches(
-        ChatCompletions,
-        fn_constructor_kwargs={"config": config},
-        batch_size=config.batch_size,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=1),
-        num_cpus=LIGHT_STAGE_CPUS,
-    )
+    """Response rows for `requests`, from the endpoint at `config.endpoint`.
+
+    The actor is not restarted: Ray Data's default (restart forever) loops on an actor that dies
+    every time, and makes Ray's core worker print a warning of its own on the terminal of every
+    build; a resumed build loses only the shards in flight. Ray 2.60 takes `max_restarts` only
+    through its deprecated `ray_remote_args`, so that deprecation warning is silenced here.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated", category=DeprecationWarning)
+        return requests.map_batches(
+            ChatCompletions,
+            fn_constructor_kwargs={"config": config},
+            batch_size=config.batch_size,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=1),
+            num_cpus=LIGHT_STAGE_CPUS,
+            max_restarts=0,
+        )
