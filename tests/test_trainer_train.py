@@ -13,11 +13,19 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_trainer_support import (
+    TEST_MODEL,
+    cli_options,
+    make_build,
+    one_torch_thread,
+    stdlib_documents,
+)
 
 from curate.curation.errors import UserError
-from test_trainer_support import TEST_MODEL, one_torch_thread, cli_options, make_build, stdlib_documents
 
 CURATE = [sys.executable, "-c", "from curate.jobs.cli import main; main()"]
+# `curate train` runs its checkpoint watcher on Ray: in this process, on the session's Ray.
+pytestmark = pytest.mark.usefixtures("ray_local")
 
 
 @pytest.fixture(scope="module")

@@ -6,5 +6,6 @@ the records and summary without writing. The pieces: `checkpoints` (finding safe
 checkpoints, naming matrices by module and layer), `spectral` (singular values, the
 WeightWatcher power-law fit, rank measures), `compare` (change against a base),
 `analysis` (whole checkpoints, batched), `summary` (model-level figures, Table 1),
-`report` (the HTML page, its charts drawn with `curate.curation.plots`).
+`report` (the HTML page, its charts drawn with `curate.curation.plots`), `watch` (a training run's
+one line per checkpoint in `RUN/diagnostics.jsonl`, written while it trains).
 """

@@ -13,21 +13,25 @@ PARTITION_BYTES = 128 * 1024 * 1024
 RAY_DATA_LOGGING = str(Path(__file__).with_name("ray_data_logging.yaml"))
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None, progress_bars: bool = False) -> None:
+def init_ray(
+    address: str | None = None, num_cpus: int | None = None, progress_bars: bool = False, ray_train: bool = False
+) -> None:
     """Join the cluster named by `address` or RAY_ADDRESS (as under `ray job submit`), else start a local Ray.
 
     Ray Data keeps block order (the seeded order is a sort, but shard boundaries need it), prints
     nothing of its own on the terminal but its progress bars when asked (its log file keeps
     everything) and shuffles with the task-based sort shuffle, which suits builds of any size.
+    For `ray_train` what workers print shows here (the training log) and a local Ray has its
+    dashboard, whose state API Ray Train's controller queries.
     """
     if not ray.is_initialized():
         os.environ.setdefault("RAY_DATA_LOGGING_CONFIG", RAY_DATA_LOGGING)
         address = address or os.environ.get("RAY_ADDRESS")
-        quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+        quiet = {"log_to_driver": ray_train, "logging_level": logging.ERROR}
         if address:
             ray.init(address=address, **quiet)
         else:
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=None if ray_train else False, **quiet)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = progress_bars

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import inspect
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from curate.jobs.options import command, given_values, option_parameter
+
+if TYPE_CHECKING:
+    from curate.trainer.config import TrainConfig
+    from curate.trainer.train import TrainResult
 
 
 def train_command(
@@ -26,23 +30,44 @@ def train_command(
     gpus_per_worker: float,
     **options: Any,
 ) -> None:
-    """Train the paper's decoder on a build: phase 1 in the first half of training, phase 2 in the second."""
+    """Train the paper's decoder on a build: phase 1 in the first half of training, phase 2 in the second.
+
+    A Ray actor beside the training diagnoses each checkpoint as it is written, into
+    OUTPUT/diagnostics.jsonl (`curate diagnose OUTPUT --watch` prints it).
+    """
     from curate.curation.manifest import load_manifest
     from curate.trainer.config import config_fields, resolve_config
+    from curate.trainer.train import refuse_overwrite
 
     manifest = load_manifest(data)
     build_overrides = manifest.get("recipe", {}).get("train_overrides", {})
     config = resolve_config(preset, build_overrides, given_values(config_fields(), options))
+    refuse_overwrite(output, resume)  # before the watcher starts: it must not write into a run training refuses
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun's other workers: rank 0 watches and reports
+        _train(config, data, output, resume, workers, gpus_per_worker)
+        return
+    from curate.curation.storage import join
+    from curate.diagnostics.watch import WATCH_FILE, watching
+    from curate.jobs.ray_cluster import init_ray
+
+    init_ray(ray_train=workers > 1 or gpus_per_worker > 0)
+    with watching(output):
+        result = _train(config, data, output, resume, workers, gpus_per_worker)
+        typer.echo(f"done: iteration {result.iteration}, loss {result.last_loss:.4f}, checkpoint {result.checkpoint}")
+    typer.echo(f"diagnostics of every checkpoint: {join(output, WATCH_FILE)}")
+
+
+def _train(
+    config: TrainConfig, data: str, output: str, resume: bool, workers: int, gpus_per_worker: float
+) -> TrainResult:
+    """One process, or Ray Train workers (DDP) when there are several or they use GPUs."""
     if workers > 1 or gpus_per_worker > 0:
         from curate.trainer.ray_train import train_on_ray
 
-        result = train_on_ray(config, data, output, resume, workers, gpus_per_worker)
-    else:
-        from curate.trainer.train import train
+        return train_on_ray(config, data, output, resume, workers, gpus_per_worker)
+    from curate.trainer.train import train
 
-        result = train(config, data, output, resume=resume)
-    if int(os.environ.get("RANK", "0")) == 0:
-        typer.echo(f"done: iteration {result.iteration}, loss {result.last_loss:.4f}, checkpoint {result.checkpoint}")
+    return train(config, data, output, resume=resume)
 
 
 def _train_parameters() -> list[inspect.Parameter]:

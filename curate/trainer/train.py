@@ -36,6 +36,7 @@ from curate.curation.storage import read_bytes
 from curate.trainer.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
+    newest_checkpoint,
     read_state,
     save_checkpoint,
 )
@@ -147,11 +148,16 @@ def train_step(
     return StepResult(loss=(loss_sum / global_tokens).item(), grad_norm=grad_norm.item())
 
 
+def refuse_overwrite(run: str | Path, resume: bool) -> None:
+    """A run folder with checkpoints is only continued (`--resume`), never trained over."""
+    if not resume and newest_checkpoint(run) is not None:
+        raise UserError(f"{run} already has checkpoints; pass --resume or choose a new --output")
+
+
 def prepare_run(output: Path, config: TrainConfig, resume: bool) -> Path | None:
     """Check the run folder against `--resume`; returns the checkpoint to continue from."""
+    refuse_overwrite(output, resume)
     checkpoint = latest_checkpoint(output)
-    if checkpoint is not None and not resume:
-        raise UserError(f"{output} already has checkpoints; pass --resume or choose a new --output")
     if checkpoint is None:
         return None
     saved = read_state(checkpoint)["config"]

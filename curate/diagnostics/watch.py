@@ -1,0 +1,183 @@
+"""A training run watched while it trains: one line of diagnostics per checkpoint in `RUN/diagnostics.jsonl`.
+
+`curate train` runs a `Watcher` actor beside the training loop (`watching`). Every few seconds it
+looks for checkpoints it has not diagnosed yet and gives each one line, computed by the code
+`curate diagnose` runs (`analyse_checkpoint`, `checkpoint_summary`), so a line's figures equal
+that checkpoint's entry in `curate diagnose RUN`'s summary.json: the share of fitted matrices with
+alpha in [2, 6], the mean alpha over all matrices, over the attention and over the MLP matrices
+and per module, and the mean effective rank.
+
+A checkpoint counts once `checkpoints/latest` names it or a later one: a folder past it may still be
+uploading. A checkpoint with a line is not analysed again, so a resumed run only adds lines. The
+file is rewritten whole, atomically, because object storage cannot append; lines only ever come in
+step order, so a reader follows the file by counting its lines.
+
+The end of a run: the line of the run's last iteration (its configuration's train_samples /
+global_batch_size) carries `"final": true`, and `curate diagnose RUN --watch` ends after it. A run
+that failed or stopped early (`--exit-interval`) has no final line until it is resumed to its end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import ray
+
+from curate.curation.storage import (
+    absolute,
+    exists,
+    join,
+    listdir,
+    read_bytes,
+    write_text_atomic,
+)
+from curate.diagnostics.analysis import MatrixLimits, analyse_checkpoint
+from curate.diagnostics.checkpoints import (
+    ITERATION_DIR,
+    Checkpoint,
+    resolve_checkpoints,
+)
+from curate.diagnostics.summary import checkpoint_summary, group_statistics
+from curate.trainer.checkpoint import CHECKPOINTS, newest_checkpoint, read_state
+
+WATCH_FILE = "diagnostics.jsonl"
+WATCH_INTERVAL_S = 5.0
+FOLLOW_INTERVAL_S = 1.0
+# A module's type is its first dotted part: Llama's `self_attn.q_proj`, `mlp.up_proj`, BERT's `attention.self.query`.
+MODULE_TYPES = {"attention": ("self_attn", "attention", "attn"), "mlp": ("mlp", "feed_forward")}
+
+
+def module_type(module: str) -> str | None:
+    """`attention`, `mlp` or None (embeddings, the output layer, the vision tower's `visual.*`)."""
+    first = module.split(".", 1)[0]
+    return next((kind for kind, parts in MODULE_TYPES.items() if first in parts), None)
+
+
+def checkpoint_line(checkpoint: Checkpoint) -> dict:
+    """The watch file's line of one trainer checkpoint: `curate diagnose`'s figures without a base."""
+    records, _ = analyse_checkpoint(checkpoint, MatrixLimits())
+    figures = checkpoint_summary(checkpoint.label, records, with_base=False)
+    kinds = {kind: group_statistics([r for r in records if module_type(r["module"]) == kind]) for kind in MODULE_TYPES}
+    config = read_state(checkpoint.path)["config"]
+    return {
+        "checkpoint": checkpoint.label,
+        "step": checkpoint.step,
+        "final": checkpoint.step == config["train_samples"] // config["global_batch_size"],
+        "matrices": figures["matrices"],
+        "fitted": figures["fitted"],
+        "share_alpha_in_range": figures["share_alpha_in_range"],
+        "alpha_mean": figures["alpha"]["mean"],
+        **{f"{kind}_alpha_mean": statistics["alpha"]["mean"] for kind, statistics in kinds.items()},
+        "effective_rank_mean": figures.get("effective_rank_mean"),
+        "module_alpha_mean": {module: group["alpha"]["mean"] for module, group in figures["modules"].items()},
+    }
+
+
+def complete_checkpoints(run: str) -> list[Checkpoint]:
+    """The run's checkpoints up to the one `checkpoints/latest` names, in step order."""
+    newest = newest_checkpoint(run)
+    if newest is None:
+        return []
+    last = int(ITERATION_DIR.match(os.path.basename(newest))[1])
+    folder = join(run, CHECKPOINTS)
+    steps = sorted((int(match[1]), entry) for entry in listdir(folder) if (match := ITERATION_DIR.match(entry)))
+    return resolve_checkpoints([join(folder, entry) for step, entry in steps if step <= last])
+
+
+def read_watch_file(run: str) -> list[dict]:
+    """The lines of `RUN/diagnostics.jsonl`; none before the first checkpoint was diagnosed."""
+    if not exists(run, WATCH_FILE):
+        return []
+    return [json.loads(line) for line in read_bytes(run, WATCH_FILE).decode("utf-8").splitlines() if line]
+
+
+def update_watch_file(run: str) -> list[dict]:
+    """Bring `RUN/diagnostics.jsonl` up to date with the run's complete checkpoints; returns its lines."""
+    written = read_watch_file(run)
+    known = {line["checkpoint"]: line for line in written}
+    lines = [known.get(checkpoint.label) or checkpoint_line(checkpoint) for checkpoint in complete_checkpoints(run)]
+    if lines != written:
+        text = "".join(json.dumps(line, sort_keys=True, allow_nan=False) + "\n" for line in lines)
+        write_text_atomic(run, WATCH_FILE, text)
+    return lines
+
+
+# No CPU reserved: the watcher must never keep a training worker (which asks for its CPUs) from being
+# scheduled; it diagnoses on one thread (Ray gives an actor without CPUs OMP_NUM_THREADS=1), on the time
+# training leaves. Two threads: `watch` loops while `stop` is called.
+@ray.remote(num_cpus=0, max_concurrency=2)
+class Watcher:
+    """Keeps one run's watch file up to date until stopped."""
+
+    def __init__(self, run: str) -> None:
+        self.run = run
+        self.stopped = threading.Event()
+
+    def watch(self, interval: float) -> None:
+        """Update the watch file every `interval` seconds until `stop()`, then once more, so every
+        checkpoint has its line."""
+        while not self.stopped.is_set():
+            try:
+                update_watch_file(self.run)
+            except Exception:  # a storage blip while training goes on: retried; the last pass raises
+                pass
+            self.stopped.wait(interval)
+        update_watch_file(self.run)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+@contextmanager
+def watching(run: str, interval: float = WATCH_INTERVAL_S) -> Iterator[None]:
+    """Diagnose `run`'s checkpoints while the block trains it (Ray must be initialised). On leaving
+    the block, even by an error, the watcher makes its last pass and ends: no actor outlives it. Its
+    own error is raised only when the block succeeded, never over the block's."""
+    watcher = Watcher.remote(absolute(run))
+    passes = watcher.watch.remote(interval)
+    succeeded = False
+    try:
+        yield
+        succeeded = True
+    finally:
+        try:
+            watcher.stop.remote()
+            ray.get(passes)
+        except Exception:
+            if succeeded:
+                raise
+        finally:
+            ray.kill(watcher)
+
+
+def follow(run: str, interval: float = FOLLOW_INTERVAL_S) -> Iterator[dict]:
+    """The watch file's lines as they appear, up to the final one (the run's last iteration)."""
+    seen = 0
+    while True:
+        lines = read_watch_file(run)
+        for line in lines[seen:]:
+            yield line
+            if line["final"]:
+                return
+        seen = max(seen, len(lines))
+        time.sleep(interval)
+
+
+def describe(line: dict) -> str:
+    """One readable line: `iter_0000040: alpha in [2, 6] for 85.7% of 14 fitted, mean alpha 3.21 ...`."""
+
+    def number(value: float | None, form: str) -> str:
+        return "-" if value is None else format(value, form)
+
+    share = line["share_alpha_in_range"]
+    return (
+        f"{line['checkpoint']}: alpha in [2, 6] for {number(None if share is None else 100 * share, '.1f')}% "
+        f"of {line['fitted']} fitted, mean alpha {number(line['alpha_mean'], '.3f')} "
+        f"(attention {number(line['attention_alpha_mean'], '.3f')}, MLP {number(line['mlp_alpha_mean'], '.3f')}), "
+        f"mean effective rank {number(line['effective_rank_mean'], '.2f')}"
+    )

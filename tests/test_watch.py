@@ -1,0 +1,152 @@
+"""A run watched while it trains: `curate train` leaves one line per checkpoint in RUN/diagnostics.jsonl,
+each equal to `curate diagnose` on that checkpoint, on local disk and on S3; `curate diagnose RUN
+--watch` prints them and ends at the run's last iteration; a resume adds lines without analysing
+again, and a run training refuses is left alone."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_trainer_support import (
+    TEST_MODEL,
+    cli_options,
+    make_build,
+    one_torch_thread,
+    stdlib_documents,
+)
+from typer.testing import CliRunner
+
+from curate.curation.errors import UserError
+from curate.curation.storage import read_bytes
+from curate.diagnostics.watch import WATCH_FILE, module_type, read_watch_file, watching
+from curate.jobs.cli import make_app
+
+APP = make_app()
+BUCKET = "watched"
+# 8 iterations: the milestones are iterations 1, 2, 4, 7 and 8.
+STEPS = [1, 2, 4, 7, 8]
+
+
+def curate(*args: str) -> str:
+    """Run `curate ARGS` in this process with one torch thread; returns what it printed."""
+    with one_torch_thread():
+        result = CliRunner().invoke(APP, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def lines_of(run: str | Path) -> list[dict]:
+    return [json.loads(line) for line in read_bytes(str(run), WATCH_FILE).decode().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    return make_build(tmp_path_factory.mktemp("watch-build"), stdlib_documents(12))
+
+
+def train_options(build: Path, **overrides: int) -> list[str]:
+    values = {**TEST_MODEL, "train_samples": 8 * 8, "lr_warmup_samples": 8, **overrides}
+    return ["--data", str(build), *cli_options(values)]
+
+
+@pytest.fixture(scope="module")
+def run(ray_local, build, tmp_path_factory):
+    run = tmp_path_factory.mktemp("watched") / "run"
+    printed = curate("train", *train_options(build), "--output", str(run))
+    assert f"diagnostics of every checkpoint: {run}/{WATCH_FILE}" in printed
+    return run
+
+
+def test_one_line_per_checkpoint_equal_to_curate_diagnose(run, tmp_path):
+    lines = lines_of(run)
+    assert [line["checkpoint"] for line in lines] == sorted(p.name for p in (run / "checkpoints").glob("iter_*"))
+    assert [line["step"] for line in lines] == STEPS
+    assert [line["final"] for line in lines] == [False] * 4 + [True]
+
+    curate("diagnose", str(run), "-o", str(tmp_path / "diagnosis"))
+    summary = json.loads((tmp_path / "diagnosis" / "summary.json").read_text())
+    records = [json.loads(line) for line in (tmp_path / "diagnosis" / "matrices.jsonl").read_text().splitlines()]
+    assert len(summary["checkpoints"]) == len(lines)
+    for line, figures in zip(lines, summary["checkpoints"]):
+        assert (line["checkpoint"], line["step"]) == (figures["checkpoint"], figures["step"])
+        assert line["matrices"] == figures["matrices"] and line["fitted"] == figures["fitted"]
+        assert line["share_alpha_in_range"] == figures["share_alpha_in_range"]
+        assert line["alpha_mean"] == figures["alpha"]["mean"]
+        assert line["effective_rank_mean"] == figures["effective_rank_mean"]
+        modules = figures["modules"]
+        assert line["module_alpha_mean"] == {module: group["alpha"]["mean"] for module, group in modules.items()}
+        for kind in ("attention", "mlp"):
+            alphas = [r["alpha"] for r in records if r["checkpoint"] == line["checkpoint"]
+                      and module_type(r["module"]) == kind and r["alpha"] is not None]
+            assert len(alphas) == 2 * (4 if kind == "attention" else 3)  # q, k, v, o and gate, up, down per layer
+            assert line[f"{kind}_alpha_mean"] == float(np.mean(alphas))
+
+
+def test_watch_prints_a_line_per_checkpoint_and_ends_at_the_last_iteration(run):
+    printed = curate("diagnose", str(run), "--watch").splitlines()
+    assert [line.split(":")[0] for line in printed] == [f"iter_{step:07d}" for step in STEPS]
+    assert all("alpha in [2, 6] for" in line and "attention" in line and "MLP" in line for line in printed)
+
+
+def test_watch_and_output_rules(run, tmp_path):
+    with pytest.raises(UserError, match="--watch takes one RUN"):
+        curate("diagnose", str(run), "--watch", "-o", str(tmp_path / "diagnosis"))
+    with pytest.raises(UserError, match="--output is required"):
+        curate("diagnose", str(run))
+
+
+def test_a_run_training_refuses_is_left_alone(build, run):
+    before = (run / WATCH_FILE).stat()
+    with pytest.raises(UserError, match="--resume"):
+        curate("train", *train_options(build), "--output", str(run))
+    assert (run / WATCH_FILE).stat() == before
+
+
+def test_resume_adds_lines_without_analysing_again(ray_local, build, run, tmp_path):
+    stopped = tmp_path / "stopped"
+    curate("train", *train_options(build, exit_interval=4), "--output", str(stopped))
+    lines = lines_of(stopped)
+    assert [line["step"] for line in lines] == [1, 2, 4] and not any(line["final"] for line in lines)
+    lines[0]["marker"] = "kept"  # a line the resumed watcher re-analysed would lose it
+    (stopped / WATCH_FILE).write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    curate("train", *train_options(build), "--output", str(stopped), "--resume")
+    resumed = lines_of(stopped)
+    assert resumed[0].pop("marker") == "kept"
+    assert resumed == lines_of(run)  # training is deterministic: the same weights, the same figures
+
+
+def test_a_run_on_s3_is_watched_there(ray_local, s3_server, build, run):
+    s3_server.create_bucket(Bucket=BUCKET)
+    url = f"s3://{BUCKET}/runs/run"
+    curate("train", *train_options(build), "--output", url)
+    assert lines_of(url) == lines_of(run)
+    assert len(curate("diagnose", url, "--watch").splitlines()) == len(STEPS)
+
+
+def test_lines_come_while_the_run_trains(ray_local, build, tmp_path):
+    from curate.trainer.config import resolve_config
+    from curate.trainer.train import train
+
+    run = tmp_path / "run"
+    seen_before_the_end: list[int] = []
+
+    def echo(printed: str) -> None:
+        """At the last iteration, before its checkpoint, wait for the lines of the checkpoints before it."""
+        if printed.startswith("iter 8/"):
+            deadline = time.monotonic() + 60
+            while len(read_watch_file(str(run))) < 4 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            seen_before_the_end.extend(line["step"] for line in read_watch_file(str(run)))
+
+    config = resolve_config("tiny", {**TEST_MODEL, "train_samples": 8 * 8, "lr_warmup_samples": 8})
+    with one_torch_thread(), watching(str(run), interval=0.2):
+        train(config, str(build), run, echo=echo)
+    assert seen_before_the_end == STEPS[:-1]
+    assert [line["step"] for line in lines_of(run)] == STEPS
