@@ -147,6 +147,19 @@ def test_stats_add_up(main_run):
     json.dumps(stats)
 
 
+def test_only_bucket_members_leave_their_blocks(main_run):
+    """Verification reads the shingle sets of the documents that share a band key with another one,
+    and nothing else leaves the blocks: the unrelated and empty documents stay where they are."""
+    _, stats = main_run
+    texts = corpus_table().column("text").to_pylist()
+    shingled = [t for t in texts if shingle_strings(t, CONFIG.ngram_size)]
+    keys = band_keys(MinHasher(CONFIG.num_perm, CONFIG.ngram_size, CONFIG.seed).signatures(shingled), CONFIG.layout())
+    shared = {key for key, count in zip(*np.unique(keys, return_counts=True)) if count >= 2}
+    members = sum(any(key in shared for key in row) for row in keys)
+    assert stats["members_moved"] == members
+    assert members < len(shingled) < stats["documents"]
+
+
 @pytest.mark.parametrize(("keep", "kept"), [("longest", "k-2"), ("first", "k-3")])
 def test_keep_policies(ray_local, keep, kept):
     table = corpus_table()
@@ -155,8 +168,9 @@ def test_keep_policies(ray_local, keep, kept):
     assert {r for r, *_ in pairs} == {"k-1", "k-2", "k-3"} - {kept}
 
 
-def test_same_result_for_any_block_layout_and_partition_count(main_run):
-    again = run(corpus_table(), NearDedupConfig(threshold=0.8, bands=32, rows=4, num_partitions=3), blocks=7)
+@pytest.mark.parametrize(("partitions", "blocks"), [(3, 7), (1, 2)])
+def test_same_result_for_any_block_layout_and_partition_count(main_run, partitions, blocks):
+    again = run(corpus_table(), NearDedupConfig(threshold=0.8, bands=32, rows=4, num_partitions=partitions), blocks=blocks)
     assert again == main_run
 
 

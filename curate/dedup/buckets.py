@@ -31,6 +31,8 @@ from curate.curation.hashing import GOLDEN, mix64
 from curate.dedup.components import KEPT, REMOVED, UNDECIDED
 
 MEMBER_SCHEMA = pa.schema([("bucket", pa.int64()), ("node", pa.int64())])
+# A member and where its document lives: its block of documents and its row there.
+LOCATED_SCHEMA = MEMBER_SCHEMA.append(pa.field("block", pa.int32())).append(pa.field("row", pa.int32()))
 ROW_SCHEMA = MEMBER_SCHEMA.append(pa.field("primary", pa.int64())).append(pa.field("id", pa.string()))
 STATEFUL_SCHEMA = ROW_SCHEMA.append(pa.field("state", pa.int8()))
 TEXT_SCHEMA = pa.schema([("node", pa.int64()), ("id", pa.string()), ("text", pa.string())])
@@ -46,15 +48,13 @@ def _starts(sorted_keys: np.ndarray) -> np.ndarray:
 
 
 def bucket_members(table: pa.Table) -> tuple[pa.Table, int]:
-    """(bucket, node) rows of the buckets with at least two documents, and the largest bucket's size."""
+    """The rows (bucket, node, ...) of the buckets with at least two documents, sorted by bucket and
+    node, and the largest bucket's size."""
     bucket, node = table.column("bucket").to_numpy(), table.column("node").to_numpy()
     order = np.lexsort((node, bucket))
-    bucket, node = bucket[order], node[order]
-    start = _starts(bucket)
+    start = _starts(bucket[order])
     size = np.bincount(start, minlength=len(bucket))[start]
-    shared = size >= 2
-    members = pa.table({"bucket": bucket[shared], "node": node[shared]}, schema=MEMBER_SCHEMA)
-    return members, int(size.max()) if len(size) else 0
+    return table.take(order[size >= 2]), int(size.max()) if len(size) else 0
 
 
 def policy_primary(keep: str, length: np.ndarray, position: np.ndarray) -> np.ndarray:
@@ -68,21 +68,24 @@ def policy_primary(keep: str, length: np.ndarray, position: np.ndarray) -> np.nd
 
 
 def member_rows(members: pa.Table, docs: pa.Table, keep: str) -> tuple[pa.Table, pa.Table]:
-    """Bucket rows with their policy keys, and the texts of the documents in a bucket (node, id, text).
+    """Bucket rows with their policy keys, and the texts of their documents (node, id, text).
 
-    docs has columns id, text, input_pos; both are the same hash partition of documents."""
-    nodes = pa.table({"node": pc.unique(members.column("node"))})
-    texts = nodes.join(docs.rename_columns(["id", "text", "node"]), "node", join_type="inner")
-    texts = texts.sort_by("node").select(TEXT_SCHEMA.names).cast(TEXT_SCHEMA)
-    length = pc.fill_null(pc.utf8_length(texts.column("text")), 0).to_numpy()
-    keys = pa.table(
+    members (LOCATED_SCHEMA) are those whose documents live in the block `docs` (id, text,
+    input_pos), at their `row`: only these texts leave the block, once per document."""
+    taken, member = np.unique(members.column("row").to_numpy(), return_inverse=True)
+    docs = docs.take(taken)
+    length = pc.fill_null(pc.utf8_length(docs.column("text")), 0).to_numpy()
+    node = docs.column("input_pos")
+    rows = pa.table(
         {
-            "node": texts.column("node"),
-            "primary": policy_primary(keep, length, texts.column("node").to_numpy()),
-            "id": texts.column("id"),
-        }
+            "bucket": members.column("bucket"),
+            "node": members.column("node"),
+            "primary": policy_primary(keep, length, node.to_numpy())[member],
+            "id": docs.column("id").take(member),
+        },
+        schema=ROW_SCHEMA,
     )
-    rows = members.join(keys, "node", join_type="inner").select(ROW_SCHEMA.names).cast(ROW_SCHEMA)
+    texts = pa.table({"node": node, "id": docs.column("id"), "text": docs.column("text")}, schema=TEXT_SCHEMA)
     return rows, texts
 
 

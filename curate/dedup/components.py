@@ -57,7 +57,8 @@ def partition_of(keys: np.ndarray, num_partitions: int) -> np.ndarray:
     return (mix64(keys.astype(np.int64).view(np.uint64)) % np.uint64(num_partitions)).astype(np.int64)
 
 
-def _split_table(table: pa.Table, key: str, num_partitions: int) -> tuple[pa.Table, ...]:
+def split_table(table: pa.Table, key: str, num_partitions: int) -> tuple[pa.Table, ...]:
+    """The rows of table in num_partitions parts by the hash of their key, as a shuffle splits them."""
     if table.num_rows == 0:  # Ray Data may hand over empty blocks without columns
         return (table,) * num_partitions
     part = partition_of(table.column(key).to_numpy(), num_partitions)
@@ -74,21 +75,36 @@ def _parts(parts: tuple[pa.Table, ...]) -> tuple[pa.Table, ...] | pa.Table:
 
 @ray.remote
 def _split(table: pa.Table, key: str, num_partitions: int) -> tuple[pa.Table, ...] | pa.Table:
-    return _parts(_split_table(table, key, num_partitions))
+    return _parts(split_table(table, key, num_partitions))
 
 
-def _as_table(pieces: Sequence[pa.Table], schema: pa.Schema) -> pa.Table:
+def as_table(pieces: Sequence[pa.Table], schema: pa.Schema) -> pa.Table:
+    """The pieces as one table (the empty table of the schema when there are no rows)."""
     pieces = [p for p in pieces if p.num_rows]
     return pa.concat_tables(pieces).combine_chunks() if pieces else schema.empty_table()
 
 
 @ray.remote
-def _reduce(fn: Callable[..., object], schemas: Sequence[pa.Schema], counts: Sequence[int], *parts: pa.Table):
+def _reduce(
+    fn: Callable[..., object],
+    schemas: Sequence[pa.Schema],
+    counts: Sequence[int],
+    split_by: Sequence[str | None],
+    num_partitions: int,
+    *parts: pa.Table,
+):
     tables, start = [], 0
     for schema, count in zip(schemas, counts):
-        tables.append(_as_table(parts[start : start + count], schema))
+        tables.append(as_table(parts[start : start + count], schema))
         start += count
-    return fn(*tables)
+    outputs = fn(*tables)
+    if not split_by:
+        return outputs
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    flat: list[pa.Table] = []
+    for output, key in zip(outputs, split_by):
+        flat += split_table(output, key, num_partitions) if key else [output]
+    return _parts(tuple(flat))
 
 
 def _listed(refs: object) -> list:
@@ -101,25 +117,41 @@ def shuffle(
     fn: Callable[..., object],
     num_returns: int = 1,
     aligned: Sequence[tuple[Refs, pa.Schema]] = (),
+    split: Sequence[tuple[Sequence[Refs], pa.Schema]] = (),
+    split_by: Sequence[str | None] = (),
 ) -> list:
     """Co-partition every input (refs, key column, schema) by the hash of its key and call
-    fn(table_of_input_0, table_of_input_1, ..., aligned_table_0, ...) once per partition, on a worker.
+    fn(table_of_input_0, ..., split_table_0, ..., aligned_table_0, ...) once per partition, on a worker.
 
+    `split` inputs were split by the same hash where they were made (one list of num_partitions
+    refs per block, like `split_table`'s parts): partition i of every block is passed, concatenated.
     `aligned` inputs are lists of exactly num_partitions refs already partitioned by the same hash
     (outputs of an earlier shuffle on the same key values): partition i is passed as is.
     Returns one ref per partition (a list of `num_returns` refs each when num_returns > 1).
+
+    `split_by` names, for each of fn's outputs, a key column to split it by before it is returned
+    (None: returned whole): such an output comes back as num_partitions refs, a `split` input of
+    the next shuffle on that key without a task of its own. Then each partition's result is a
+    list with one entry per output (a ref, or a list of refs), and num_returns is not used.
     """
     split_parts = []
     for refs, key, _ in inputs:
         splits = [_split.options(num_returns=num_partitions).remote(ref, key, num_partitions) for ref in refs]
         split_parts.append([_listed(s) for s in splits])
-    schemas = [schema for _, _, schema in inputs] + [schema for _, schema in aligned]
+    split_parts += [list(blocks) for blocks, _ in split]
+    schemas = [schema for _, _, schema in inputs] + [schema for _, schema in split] + [schema for _, schema in aligned]
     counts = [len(source) for source in split_parts] + [1] * len(aligned)
-    reduce = _reduce.options(num_returns=num_returns)
+    widths = [num_partitions if key else 1 for key in split_by]
+    reduce = _reduce.options(num_returns=sum(widths) if split_by else num_returns)
     outputs = []
     for p in range(num_partitions):
-        parts = [split[p] for source in split_parts for split in source] + [refs[p] for refs, _ in aligned]
-        outputs.append(reduce.remote(fn, schemas, counts, *parts))
+        parts = [block[p] for source in split_parts for block in source] + [refs[p] for refs, _ in aligned]
+        output = reduce.remote(fn, schemas, counts, split_by, num_partitions, *parts)
+        if split_by:
+            flat, output = _listed(output), []
+            for key, start in zip(split_by, np.cumsum([0, *widths[:-1]])):
+                output.append(flat[start : start + num_partitions] if key else flat[start])
+        outputs.append(output)
     return outputs
 
 
@@ -184,10 +216,10 @@ def greedy_local(arcs: pa.Table, blocked: pa.Table) -> tuple[pa.Table, int]:
 @ray.remote
 def _greedy_in_one_task(num_partitions: int, arc_count: int, *tables: pa.Table):
     """greedy_local over every arc and blocked table, the states split by node like a shuffle output."""
-    arcs = _as_table(tables[:arc_count], ARC_SCHEMA)
-    blocked = _as_table(tables[arc_count:], NODE_SCHEMA)
+    arcs = as_table(tables[:arc_count], ARC_SCHEMA)
+    blocked = as_table(tables[arc_count:], NODE_SCHEMA)
     states, levels = greedy_local(arcs, blocked)
-    return (*_split_table(states, "node", num_partitions), levels)
+    return (*split_table(states, "node", num_partitions), levels)
 
 
 def _frontier_table(frontier: dict[str, np.ndarray]) -> pa.Table:
@@ -211,13 +243,13 @@ def _messages(arcs: pa.Table, frontier: pa.Table, num_partitions: int) -> tuple[
     kept = fresh.filter(pc.equal(fresh.column("state"), KEPT)).column("node").to_numpy()
     out = arcs.filter(pc.is_in(arcs.column("a"), value_set=fresh.column("node")))
     messages = pa.table({"b": out.column("b"), "kept": np.isin(out.column("a").to_numpy(), kept)}, schema=MESSAGE_SCHEMA)
-    return _parts(_split_table(messages, "b", num_partitions))
+    return _parts(split_table(messages, "b", num_partitions))
 
 
 @ray.remote(num_returns=2)
 def _update(frontier: pa.Table, *messages: pa.Table) -> tuple[pa.Table, int]:
     """This partition's node rows after one level of messages, and how many nodes they decided."""
-    table = _as_table(messages, MESSAGE_SCHEMA)
+    table = as_table(messages, MESSAGE_SCHEMA)
     columns = {name: frontier.column(name).to_numpy(zero_copy_only=False).copy() for name in FRONTIER_SCHEMA.names}
     target = np.searchsorted(columns["node"], table.column("b").to_numpy())
     decided = _receive(columns, target, table.column("kept").to_numpy(zero_copy_only=False))

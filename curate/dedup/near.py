@@ -10,12 +10,17 @@ exactly when a kept document before it in one of its buckets is similar to it. S
 families joined by one weak link keep one document each.
 
 Stages (plain Ray tasks over hash partitions, `curate.dedup.components.shuffle`; none needs the corpus or
-the graph on one node, and a task holds about 1/num_partitions of a stage's rows):
+the graph on one node, and a task holds about 1/num_partitions of a stage's rows; a task splits
+its output for the next shuffle itself):
 
-1. `map_batches`: MinHash signatures and band keys, one row per (document, band).
-2. shuffle on the band key: the buckets with at least two documents.
-3. shuffle on the document: bucket rows get the keep policy's sort key; the texts of bucket
-   members are set aside, partitioned by document.
+1. a task per block of documents: MinHash signatures and band keys, one row per (document, band),
+   with where the document lives (its block and row).
+2. shuffle on the band key: the buckets with at least two documents, their rows sent to the blocks
+   of their documents.
+3. a task per block: bucket rows get the keep policy's sort key; the shingle sets of the block's
+   bucket members, all that verification reads of a document, are computed once and set aside,
+   partitioned by document. Nothing of the other documents (usually most) leaves its block; the
+   stats count the documents that do (`members_moved`).
 4. verification rounds until no document is undecided, each one:
    a. shuffle on the bucket: an undecided member among the bucket's first `heads` + 1 remaining
       members is paired with every one before it; one further down only with the first (with all
@@ -26,6 +31,7 @@ the graph on one node, and a task holds about 1/num_partitions of a stage's rows
       and pairs verified in an earlier round are dropped;
    c. shuffle on the document, then on the verification group (a slice of at most
       `max_cluster_slice` members of one bucket, and its heads): exact Jaccard (`curate.dedup.verify`);
+      a shingle set goes to each verification task once, whatever the number of its groups there;
    d. the greedy over every pair verified so far at or above the threshold, blocked members never
       kept (`curate.dedup.components`); a document kept or removed stays so in later rounds (new pairs
       only ever lead to undecided documents), so the rounds converge to the greedy over all
@@ -50,8 +56,6 @@ per round.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -63,10 +67,9 @@ import ray
 from curate.curation.errors import UserError
 from curate.dedup.buckets import (
     CANDIDATE_SCHEMA,
-    MEMBER_SCHEMA,
+    LOCATED_SCHEMA,
     ROW_SCHEMA,
     STATEFUL_SCHEMA,
-    TEXT_SCHEMA,
     bucket_members,
     head_pairs,
     member_rows,
@@ -77,19 +80,22 @@ from curate.dedup.components import (
     KEPT,
     STATE_SCHEMA,
     UNDECIDED,
+    as_table,
     greedy_states,
+    partition_of,
     shuffle,
+    split_table,
 )
 from curate.dedup.lsh import LshLayout, band_keys, resolve_layout
-from curate.dedup.minhash import MinHasher, shingle_chunks
-from curate.dedup.verify import CHECKED_SCHEMA, PAIR_SCHEMA, verify_pairs
+from curate.dedup.minhash import MinHasher, ShingleSets, shingle_chunks
+from curate.dedup.verify import CHECKED_SCHEMA, PAIR_SCHEMA, jaccard_pairs, shingle_sets
 
 KEEP_POLICIES = ("min-id", "longest", "first")
 HEAD_GROWTH = 8
-BAND_SCHEMA = pa.schema([("bucket", pa.int64()), ("node", pa.int64())])
 DOC_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("input_pos", pa.int64())])
 REQUEST_SCHEMA = pa.schema([("node", pa.int64()), ("group", pa.int64())])
-GROUP_TEXT_SCHEMA = REQUEST_SCHEMA.append(pa.field("id", pa.string())).append(pa.field("text", pa.string()))
+SET_SCHEMA = pa.schema([("node", pa.int64()), ("id", pa.string()), ("shingles", pa.large_list(pa.uint64()))])
+GROUP_SET_SCHEMA = REQUEST_SCHEMA.append(pa.field("id", pa.string())).append(pa.field("shingles", pa.large_list(pa.uint64())))
 ATTRIBUTED_SCHEMA = PAIR_SCHEMA.append(pa.field("kept_node", pa.int64()))
 
 
@@ -144,23 +150,71 @@ class NearDedupConfig:
         return min(self.heads * HEAD_GROWTH ** (round_number - 1), self.max_heads)
 
 
-def _band_rows(batch: pa.Table, config: NearDedupConfig, layout: LshLayout) -> pa.Table:
+def _band_rows(docs: pa.Table, block: int, config: NearDedupConfig, layout: LshLayout) -> pa.Table:
+    """(bucket, node, block, row) for every band of every document with shingles in this block."""
     hasher = MinHasher(config.num_perm, config.ngram_size, config.seed)
-    positions = batch.column("input_pos").to_numpy()
-    keys, nodes = [np.zeros((0, layout.bands), np.uint64)], [np.zeros(0, np.int64)]
-    for first, shingles in shingle_chunks(batch.column("text"), config.ngram_size):
+    keys, rows = [np.zeros((0, layout.bands), np.uint64)], [np.zeros(0, np.int64)]
+    for first, shingles in shingle_chunks(docs.column("text"), config.ngram_size):
         has_shingles = shingles.counts() > 0
         keys.append(band_keys(hasher.signatures_of(shingles)[has_shingles], layout))
-        nodes.append(positions[first : first + len(has_shingles)][has_shingles])
+        rows.append(first + np.flatnonzero(has_shingles))
+    row = np.repeat(np.concatenate(rows), layout.bands)
     return pa.table(
-        {"bucket": np.concatenate(keys).reshape(-1).view(np.int64), "node": np.repeat(np.concatenate(nodes), layout.bands)},
-        schema=BAND_SCHEMA,
+        {
+            "bucket": np.concatenate(keys).reshape(-1).view(np.int64),
+            "node": docs.column("input_pos").to_numpy()[row],
+            "block": np.full(len(row), block, np.int32),
+            "row": row.astype(np.int32),
+        },
+        schema=LOCATED_SCHEMA,
     )
 
 
-def _new_pairs(candidates: pa.Table, checked: pa.Table) -> tuple[pa.Table, pa.Table, int]:
-    """Distinct candidate pairs not verified before, each in its smallest group; and the
-    (document, group) text requests they make."""
+@ray.remote(num_returns=3)
+def _block_bands(block: pa.Table, index: int, config: NearDedupConfig, layout: LshLayout) -> tuple[pa.Table, pa.Table, int]:
+    """A block of documents with exactly DOC_SCHEMA's columns (Ray Data may hand over empty blocks
+    without any), its band rows, and its document count."""
+    docs = block.select(DOC_SCHEMA.names).cast(DOC_SCHEMA) if block.num_rows else DOC_SCHEMA.empty_table()
+    return docs, _band_rows(docs, index, config, layout), docs.num_rows
+
+
+def _members_by_block(bands: pa.Table, num_blocks: int) -> tuple:
+    """The bucket members of a partition of band keys, in one part per block of documents (the
+    block their document lives in); then the largest bucket's size and the member count."""
+    members, largest = bucket_members(bands)
+    block = members.column("block").to_numpy()
+    order = np.argsort(block, kind="stable")
+    bounds = np.searchsorted(block[order], np.arange(num_blocks + 1))
+    members = members.take(order)
+    return (*(members.slice(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:])), largest, members.num_rows)
+
+
+def _shingled(texts: pa.Table, ngram_size: int) -> pa.Table:
+    """(node, id, shingles): each document's sorted distinct shingle hashes, all that verification
+    reads of it, computed once for every round."""
+    sets = shingle_sets(texts.column("text"), ngram_size)
+    shingles = pa.LargeListArray.from_arrays(pa.array(sets.offsets, pa.int64()), pa.array(sets.hashes, pa.uint64()))
+    return pa.table({"node": texts.column("node"), "id": texts.column("id"), "shingles": shingles}, schema=SET_SCHEMA)
+
+
+@ray.remote
+def _block_members(docs: pa.Table, keep: str, ngram_size: int, num_partitions: int, *parts: pa.Table) -> tuple[pa.Table, ...]:
+    """The bucket rows of the members living in this block with their policy keys, all undecided,
+    split by bucket; and the members' shingle sets split by document (nothing else of the block
+    leaves it)."""
+    rows, texts = member_rows(as_table(parts, LOCATED_SCHEMA), docs, keep)
+    rows = split_table(with_states(rows, None), "bucket", num_partitions)
+    return (*rows, *split_table(_shingled(texts, ngram_size), "node", num_partitions))
+
+
+def _by_node(sets: pa.Table) -> pa.Table:
+    return sets.sort_by("node")
+
+
+def _new_pairs(candidates: pa.Table, checked: pa.Table) -> tuple[pa.Table, pa.Table, int, pa.Table]:
+    """Distinct candidate pairs not verified before, each in its smallest group; the (document,
+    group) requests they make, their count, and every pair verified after them (checked and
+    these, partitioned by a like both)."""
     candidates = candidates.take(pc.sort_indices(candidates, [("a", "ascending"), ("b", "ascending"), ("group", "ascending")]))
     a, b = candidates.column("a").to_numpy(), candidates.column("b").to_numpy()
     first = np.ones(len(a), bool)
@@ -175,17 +229,63 @@ def _new_pairs(candidates: pa.Table, checked: pa.Table) -> tuple[pa.Table, pa.Ta
         },
         schema=REQUEST_SCHEMA,
     )
-    return pairs, ends.group_by(["node", "group"]).aggregate([]).cast(REQUEST_SCHEMA), pairs.num_rows
+    requests = ends.group_by(["node", "group"]).aggregate([]).cast(REQUEST_SCHEMA)
+    return pairs, requests, pairs.num_rows, pa.concat_tables([checked, pairs.select(ARC_SCHEMA.names)])
 
 
-def _texts_for_groups(requests: pa.Table, texts: pa.Table) -> pa.Table:
-    """The text of every requested (document, group); texts is the partition of the same documents."""
-    joined = requests.join(texts, "node", join_type="inner")
-    return joined.select(GROUP_TEXT_SCHEMA.names).cast(GROUP_TEXT_SCHEMA)
+def _sets_for_groups(requests: pa.Table, sets: pa.Table, num_partitions: int) -> pa.Table:
+    """The shingle set of every requested document, once per verification task that asks for it
+    (under its smallest group there; the task verifies a document's pairs of every group with one
+    copy); sets is the partition of the same documents."""
+    group = requests.column("group").to_numpy()
+    order = np.lexsort((group, partition_of(group, num_partitions), requests.column("node").to_numpy()))
+    node, task = requests.column("node").to_numpy()[order], partition_of(group[order], num_partitions)
+    first = np.ones(len(order), bool)
+    first[1:] = (node[1:] != node[:-1]) | (task[1:] != task[:-1])
+    requests = requests.take(order[first])
+    found = pc.index_in(requests.column("node"), value_set=sets.column("node"))
+    return pa.table(
+        {
+            "node": requests.column("node"),
+            "group": requests.column("group"),
+            "id": sets.column("id").take(found),
+            "shingles": sets.column("shingles").take(found),
+        },
+        schema=GROUP_SET_SCHEMA,
+    )
 
 
-def _verify(texts: pa.Table, pairs: pa.Table, threshold: float, ngram_size: int) -> pa.Table:
-    return verify_pairs(texts.select(["node", "id", "text"]), pairs.select(["a", "b"]), threshold, ngram_size)
+def _rows_of(nodes: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    rows = np.searchsorted(nodes, wanted)
+    if len(wanted) and (rows.max() >= len(nodes) or not np.array_equal(nodes[rows], wanted)):
+        raise ValueError("a pair to verify names a document without its shingle set")
+    return rows
+
+
+def _verify(sets: pa.Table, pairs: pa.Table, threshold: float) -> tuple[pa.Table, pa.Table, int]:
+    """Exact Jaccard of every pair (a, b) from its documents' shingle sets (one row per document:
+    a task gets each set once). Returns the pairs at or above the threshold (CHECKED_SCHEMA,
+    sorted by a and b), their (a, b), and their count."""
+    sets = sets.sort_by("node")
+    nodes = sets.column("node").to_numpy()
+    pairs = pairs.take(pc.sort_indices(pairs, [("a", "ascending"), ("b", "ascending")]))
+    a, b = _rows_of(nodes, pairs.column("a").to_numpy()), _rows_of(nodes, pairs.column("b").to_numpy())
+    shingles = sets.column("shingles").combine_chunks()
+    similarity = jaccard_pairs(ShingleSets(shingles.values.to_numpy(), shingles.offsets.to_numpy()), a, b)
+    similar = similarity >= threshold
+    ids = sets.column("id")
+    rows = pa.table(
+        {
+            "a": pairs.column("a").filter(similar),
+            "b": pairs.column("b").filter(similar),
+            "jaccard": similarity[similar],
+            "similar": np.ones(similar.sum(), bool),
+            "a_id": ids.take(a[similar]),
+            "b_id": ids.take(b[similar]),
+        },
+        schema=CHECKED_SCHEMA,
+    )
+    return rows, rows.select(ARC_SCHEMA.names).cast(ARC_SCHEMA), rows.num_rows
 
 
 def _from_kept(checked: pa.Table, states: pa.Table) -> pa.Table:
@@ -223,27 +323,6 @@ def _cluster_sizes(pairs: pa.Table) -> Counter:
 
 
 @ray.remote
-def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """A block with exactly these columns and types (Ray Data may hand over empty blocks without any)."""
-    return table.select(schema.names).cast(schema) if table.num_rows else schema.empty_table()
-
-
-@ray.remote
-def _stateful(rows: pa.Table) -> pa.Table:
-    return with_states(rows, None)
-
-
-@ray.remote
-def _similar(checked: pa.Table) -> pa.Table:
-    return checked.filter(checked.column("similar")) if checked.num_rows else CHECKED_SCHEMA.empty_table()
-
-
-@ray.remote
-def _arcs(checked: pa.Table) -> pa.Table:
-    return checked.select(ARC_SCHEMA.names).cast(ARC_SCHEMA)
-
-
-@ray.remote
 def _pairs_only(table: pa.Table) -> pa.Table:
     return table.select(PAIR_SCHEMA.names).cast(PAIR_SCHEMA)
 
@@ -262,66 +341,75 @@ def _total(refs: list) -> int:
     return sum(ray.get([_rows.remote(ref) for ref in refs]))
 
 
-@contextmanager
-def _no_operator_reservation() -> Iterator[None]:
-    """Ray Data without per-operator resource reservations while the block is open.
-
-    The reservation holds back half of the CPUs for operators that may need them later; for the
-    MinHash map over blocks already in memory (one operator, output smaller than input) it only
-    means that on a 2-CPU machine one task runs at a time (measured: 1.5 s instead of 0.9 s).
-    """
-    context = ray.data.DataContext.get_current()
-    reserved = context.op_resource_reservation_enabled
-    context.op_resource_reservation_enabled = False
-    try:
-        yield
-    finally:
-        context.op_resource_reservation_enabled = reserved
-
-
 @dataclass
 class _Search:
     """What the verification rounds carry from one round to the next: refs and counters only.
 
-    rows: bucket rows still in play; texts: bucket members' texts (by document); states: the
-    greedy's last states (by document); checked: (a, b) of every pair verified so far; similar:
-    the verified rows at or above the threshold, and arcs: their (a, b)."""
+    rows: bucket rows still in play, split by bucket with their states before the first round and
+    by document after each (for its states); sets: bucket members' shingle sets (by document); states: the
+    greedy's last states (by document); checked: (a, b) of every pair verified so far (by a);
+    similar: the verified rows at or above the threshold, and arcs: their (a, b); counts: among
+    others, candidate_pairs (verified so far) and verified_edges (similar so far)."""
 
     rows: list
-    texts: list
+    sets: list
+    checked: list
     states: list | None = None
-    checked: list = field(default_factory=list)
     similar: list = field(default_factory=list)
     arcs: list = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
 
 
 def _stateful_rows(search: _Search, partitions: int) -> list:
-    """Bucket rows with their document's state (all undecided before the first round)."""
+    """Bucket rows with their document's state, split by bucket (the first round's come so)."""
     if search.states is None:
-        return [_stateful.remote(ref) for ref in search.rows]
-    return shuffle([(search.rows, "node", ROW_SCHEMA)], partitions, with_states, aligned=[(search.states, STATE_SCHEMA)])
+        return search.rows
+    stateful = shuffle(
+        [],
+        partitions,
+        with_states,
+        split=[(search.rows, ROW_SCHEMA)],
+        aligned=[(search.states, STATE_SCHEMA)],
+        split_by=["bucket"],
+    )
+    return [s[0] for s in stateful]
 
 
 def _verify_new(search: _Search, candidates: list, config: NearDedupConfig) -> None:
     """Stages 4b and 4c: verify the candidate pairs not verified before."""
     partitions = config.num_partitions
     fresh = shuffle(
-        [(candidates, "a", CANDIDATE_SCHEMA), (search.checked, "a", ARC_SCHEMA)], partitions, _new_pairs, num_returns=3
-    )
-    if not sum(ray.get([f[2] for f in fresh])):
-        return
-    requests, pairs = [f[1] for f in fresh], [f[0] for f in fresh]
-    texts = shuffle([(requests, "node", REQUEST_SCHEMA)], partitions, _texts_for_groups, aligned=[(search.texts, TEXT_SCHEMA)])
-    checked = shuffle(
-        [(texts, "group", GROUP_TEXT_SCHEMA), (pairs, "group", CANDIDATE_SCHEMA)],
+        [],
         partitions,
-        partial(_verify, threshold=config.threshold, ngram_size=config.ngram_size),
+        _new_pairs,
+        split=[(candidates, CANDIDATE_SCHEMA)],
+        aligned=[(search.checked, ARC_SCHEMA)],
+        split_by=["group", "node", None, None],
     )
-    similar = [_similar.remote(ref) for ref in checked]
-    search.checked += [_arcs.remote(ref) for ref in checked]
-    search.similar += similar
-    search.arcs += [_arcs.remote(ref) for ref in similar]
+    search.checked = [f[3] for f in fresh]
+    new = sum(ray.get([f[2] for f in fresh]))
+    if not new:
+        return
+    search.counts["candidate_pairs"] += new
+    requests, pairs = [f[1] for f in fresh], [f[0] for f in fresh]
+    sets = shuffle(
+        [],
+        partitions,
+        partial(_sets_for_groups, num_partitions=partitions),
+        split=[(requests, REQUEST_SCHEMA)],
+        aligned=[(search.sets, SET_SCHEMA)],
+        split_by=["group"],
+    )
+    verified = shuffle(
+        [],
+        partitions,
+        partial(_verify, threshold=config.threshold),
+        split=[([s[0] for s in sets], GROUP_SET_SCHEMA), (pairs, CANDIDATE_SCHEMA)],
+        num_returns=3,
+    )
+    search.similar += [v[0] for v in verified]
+    search.arcs += [v[1] for v in verified]
+    search.counts["verified_edges"] += sum(ray.get([v[2] for v in verified]))
 
 
 def _verify_round(search: _Search, config: NearDedupConfig, round_number: int) -> bool:
@@ -329,15 +417,16 @@ def _verify_round(search: _Search, config: NearDedupConfig, round_number: int) -
     partitions = config.num_partitions
     heads = config.heads_in_round(round_number)
     generated = shuffle(
-        [(_stateful_rows(search, partitions), "bucket", STATEFUL_SCHEMA)],
+        [],
         partitions,
         partial(head_pairs, heads=heads, at_cap=heads == config.max_heads, slice_size=config.max_cluster_slice),
-        num_returns=3,
+        split=[(_stateful_rows(search, partitions), STATEFUL_SCHEMA)],
+        split_by=["node", "a", None],
     )
     search.rows = [g[0] for g in generated]
     blocked = [g[2] for g in generated]
     _verify_new(search, [g[1] for g in generated], config)
-    graph_rows = _total(search.arcs) + _total(blocked)
+    graph_rows = search.counts["verified_edges"] + _total(blocked)
     search.states, levels = greedy_states(search.arcs, blocked, partitions, graph_rows, config.local_graph_limit)
     search.counts["rounds"] += 1
     search.counts["greedy_rounds"] += levels
@@ -354,7 +443,7 @@ def _stats(search: _Search, attributed: list, documents: int, config: NearDedupC
     sizes = shuffle([(attributed, "kept_node", ATTRIBUTED_SCHEMA)], config.num_partitions, _cluster_sizes)
     histogram = sum(ray.get(sizes), Counter())
     removed = _total(attributed)
-    candidate_pairs, verified = _total(search.checked), _total(search.similar)
+    candidate_pairs, verified = search.counts["candidate_pairs"], search.counts["verified_edges"]
     layout = config.layout()
     return {
         "documents": documents,
@@ -368,6 +457,7 @@ def _stats(search: _Search, attributed: list, documents: int, config: NearDedupC
         "cluster_size_histogram": {str(size): histogram[size] for size in sorted(histogram)},
         "lsh": {"bands": layout.bands, "rows": layout.rows, "threshold": config.threshold},
         "bucket_memberships": search.counts["bucket_memberships"],
+        "members_moved": search.counts["members_moved"],
         "largest_bucket": search.counts["largest_bucket"],
         "rounds": search.counts["rounds"],
         "greedy_rounds": search.counts["greedy_rounds"],
@@ -382,32 +472,33 @@ def near_duplicates(ds: "ray.data.Dataset", config: NearDedupConfig) -> tuple["r
     """
     layout = config.layout()
     partitions = config.num_partitions
-    doc_refs = [_conform.remote(ref, DOC_SCHEMA) for ref in ds.to_arrow_refs()]
-    with _no_operator_reservation():
-        docs = ray.data.from_arrow_refs(doc_refs)
-        band_refs = docs.map_batches(
-            _band_rows, fn_kwargs={"config": config, "layout": layout}, batch_format="pyarrow"
-        ).to_arrow_refs()
-
-    buckets = shuffle([(band_refs, "bucket", BAND_SCHEMA)], partitions, bucket_members, num_returns=2)
-    members = [b[0] for b in buckets]
-    search = _Search(rows=[], texts=[])
-    search.counts["largest_bucket"] = max(ray.get([b[1] for b in buckets]), default=0)
-    search.counts["bucket_memberships"] = _total(members)
+    blocks = [_block_bands.remote(ref, index, config, layout) for index, ref in enumerate(ds.to_arrow_refs())]
+    doc_refs = [b[0] for b in blocks]
+    buckets = shuffle(
+        [([b[1] for b in blocks], "bucket", LOCATED_SCHEMA)],
+        partitions,
+        partial(_members_by_block, num_blocks=len(doc_refs)),
+        num_returns=len(doc_refs) + 2,
+    )
+    search = _Search(rows=[], sets=[], checked=[ray.put(ARC_SCHEMA.empty_table())] * partitions)
+    search.counts["largest_bucket"] = max(ray.get([b[-2] for b in buckets]), default=0)
+    search.counts["bucket_memberships"] = sum(ray.get([b[-1] for b in buckets]))
     if search.counts["bucket_memberships"]:
-        keyed = shuffle(
-            [(members, "node", MEMBER_SCHEMA), (doc_refs, "input_pos", DOC_SCHEMA)],
-            partitions,
-            partial(member_rows, keep=config.keep),
-            num_returns=2,
-        )
-        search.rows, search.texts = [k[0] for k in keyed], [k[1] for k in keyed]
+        located = [
+            _block_members.options(num_returns=2 * partitions).remote(
+                ref, config.keep, config.ngram_size, partitions, *[b[i] for b in buckets]
+            )
+            for i, ref in enumerate(doc_refs)
+        ]
+        search.rows = [m[:partitions] for m in located]
+        search.sets = shuffle([], partitions, _by_node, split=[([m[partitions:] for m in located], SET_SCHEMA)])
+        search.counts["members_moved"] = _total(search.sets)
         round_number = 1
         while not _verify_round(search, config, round_number):
             round_number += 1
         attributed = _attributed(search, partitions)
     else:
         attributed = []
-    stats = _stats(search, attributed, docs.count(), config)
+    stats = _stats(search, attributed, sum(ray.get([b[2] for b in blocks])), config)
     pairs = ray.data.from_arrow_refs([_pairs_only.remote(ref) for ref in attributed] or [ray.put(PAIR_SCHEMA.empty_table())])
     return pairs, stats
