@@ -30,6 +30,7 @@ from curate.dedup.overlap import (
     MEASURE_SCHEMA,
     NGRAM_WORDS,
     WORD_CLASS,
+    HashTable,
     _separators,
     _word_table,
     build_index,
@@ -352,6 +353,16 @@ def test_results_do_not_depend_on_batches_and_the_index_pickles_compactly(index,
     assert pa.concat_tables([first[0], second[0]]).equals(whole[0])
     chunked = match_documents(index, pa.chunked_array([ids[:cut], ids[cut:]]), pa.chunked_array([texts[:cut], texts[cut:]]))
     assert chunked[0].equals(whole[0]) and chunked[1].equals(whole[1])
+
+
+def test_hash_table_owner_sets_tell_apart_sets_that_differ_by_item_0():
+    """Owners are stored once per distinct set: {0, 1}, {1}, {0} and {2, 3} are four sets."""
+    hashes = np.array([10, 10, 20, 30, 40, 40, 50, 50], np.uint64)
+    owners = np.array([0, 1, 1, 0, 2, 3, 1, 0])
+    table = HashTable.build(hashes, owners)
+    query, owner = table.lookup(np.array([50, 20, 30, 40, 99, 10], np.uint64))
+    found = {int(q): sorted(owner[query == q].tolist()) for q in np.unique(query)}
+    assert found == {0: [0, 1], 1: [1], 2: [0], 3: [2, 3], 5: [0, 1]}
 
 
 def test_empty_and_null_documents(index, short_benchmark):

@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from curate.curation.hashing import mix64
+from curate.curation.hashing import GOLDEN, mix64
 from curate.dedup.lsh import LshLayout, band_keys, resolve_layout
 from curate.dedup.minhash import (
     NGRAM_WEIGHTS,
@@ -259,8 +259,10 @@ class HashTable:
         hashes, owners = hashes[distinct_pair], owners[distinct_pair]
         first = np.flatnonzero(np.r_[True, hashes[1:] != hashes[:-1]]) if len(hashes) else np.zeros(0, np.int64)
         counts = np.diff(np.append(first, len(hashes)))
-        # A set is named by the sum of its owners' mixed ids (two sets collide with probability 2**-64).
-        owner_sums = np.add.reduceat(mix64(owners.astype(np.uint64)), first) if len(first) else np.zeros(0, np.uint64)
+        # A set is named by the sum of its owners' mixed ids (two sets collide with probability 2**-64);
+        # GOLDEN is added first because mix64(0) is 0, which would make {0, x} the set {x}.
+        mixed = mix64(owners.astype(np.uint64) + GOLDEN)
+        owner_sums = np.add.reduceat(mixed, first) if len(first) else np.zeros(0, np.uint64)
         _, set_key, sets = np.unique(owner_sums, return_index=True, return_inverse=True)
         set_offsets = np.zeros(len(set_key) + 1, np.int64)
         np.cumsum(counts[set_key], out=set_offsets[1:])
