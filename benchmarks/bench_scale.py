@@ -74,27 +74,36 @@ def texts_of(path: Path) -> list[str]:
         return [json.loads(line)["text"] for line in handle if line.strip()]
 
 
-def driver_peak_rss(process: subprocess.Popen) -> int:
-    """Peak resident memory of `process` alone (the driver; Ray's workers are other processes)."""
-    peak = 0
+def watch_process(process: subprocess.Popen) -> tuple[int, float]:
+    """Peak resident memory of `process` alone (the driver; Ray's workers are other processes), and
+    the CPU seconds of it and every process under it (Ray's raylet and workers), sampled every
+    0.2 s: a process that ends between samples loses at most its last 0.2 s."""
+    peak, cpu = 0, {}
     watched = psutil.Process(process.pid)
     while process.poll() is None:
         try:
             peak = max(peak, watched.memory_info().rss)
+            for member in [watched, *watched.children(recursive=True)]:
+                try:
+                    times = member.cpu_times()
+                    cpu[member.pid] = max(cpu.get(member.pid, 0.0), times.user + times.system)
+                except psutil.Error:
+                    continue
         except psutil.Error:
             break
         time.sleep(0.2)
-    return peak
+    return peak, sum(cpu.values())
 
 
 def build(input_path: Path, out: Path, num_cpus: int) -> dict:
-    """One `curate build --regime A` in its own process: wall seconds and driver peak memory."""
+    """One `curate build --regime A` in its own process: wall seconds, CPU seconds of its process
+    tree and driver peak memory."""
     command = [*CURATE, "build", "--regime", "A", "--input", str(input_path), "--output", str(out),
                "--num-cpus", str(num_cpus), "--quiet", "--overwrite"]  # fmt: skip
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
-    peak = [0]
-    sampler = threading.Thread(target=lambda: peak.__setitem__(0, driver_peak_rss(process)))
+    watched = [(0, 0.0)]
+    sampler = threading.Thread(target=lambda: watched.__setitem__(0, watch_process(process)))
     sampler.start()
     _, errors = process.communicate()
     sampler.join()
@@ -102,19 +111,20 @@ def build(input_path: Path, out: Path, num_cpus: int) -> dict:
     if process.returncode:
         raise SystemExit(f"build of {input_path} failed: {errors.strip().splitlines()[-1:]}")
     manifest = json.loads((out / "manifest.json").read_text())
-    return {"seconds": seconds, "driver_peak": peak[0], "counts": manifest["counts"]}
+    peak, cpu = watched[0]
+    return {"seconds": seconds, "cpu": cpu, "driver_peak": peak, "counts": manifest["counts"]}
 
 
 def tokenization_seconds(texts: list[str], tokenizer_path: Path) -> float:
-    """HF tokenizers over `texts` on one thread: the floor every trainer-ready build pays."""
+    """CPU seconds of HF tokenizers over `texts` on one thread: the floor every trainer-ready build pays."""
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
-    started = time.perf_counter()
+    started = time.process_time()
     for start in range(0, len(texts), 256):
         tokenizer.encode_batch_fast(texts[start : start + 256], add_special_tokens=False)
-    return time.perf_counter() - started
+    return time.process_time() - started
 
 
 def main() -> None:
@@ -144,12 +154,13 @@ def main() -> None:
             rows.append({"name": name, "documents": len(texts), "mb": mb, "floor": floor, **result})
             del texts
 
-    print("| input | documents | text MB | build s | s per MB | ms per 1,000 documents | driver peak MiB | tokenize 1 thread s | build CPU s / tokenize s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| input | documents | text MB | build s | s per MB | ms per 1,000 documents | driver peak MiB | tokenize 1 thread s "
+          "| build wall s x CPUs / tokenize s | build CPU s | build CPU s / tokenize s |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         print(f"| {row['name']} | {row['documents']:,} | {row['mb']:.1f} | {row['seconds']:.1f} | {row['seconds'] / row['mb']:.3f} | "
               f"{1e6 * row['seconds'] / row['documents']:.0f} | {row['driver_peak'] / 2**20:.0f} | {row['floor']:.1f} | "
-              f"{row['seconds'] * args.num_cpus / row['floor']:.2f} |")
+              f"{row['seconds'] * args.num_cpus / row['floor']:.2f} | {row['cpu']:.1f} | {row['cpu'] / row['floor']:.2f} |")
     small, others = rows[0], {row["name"]: row for row in rows[1:]}
     if big := others.get(corpora["large"][0]):
         time_ratio = (big["seconds"] / big["mb"]) / (small["seconds"] / small["mb"])
