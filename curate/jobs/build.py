@@ -24,7 +24,7 @@ from curate.curation.manifest import (
     write_manifest,
 )
 from curate.curation.readers import InputFile, list_input_files
-from curate.curation.storage import absolute
+from curate.curation.storage import absolute, is_remote
 from curate.curation.tokenizer import load_tokenizer
 from curate.dedup.near import NearDedupConfig
 from curate.jobs.ray_cluster import init_ray, set_parallelism, shuffle_partitions
@@ -151,7 +151,7 @@ def run_build(config: BuildConfig, options: RunOptions) -> dict:
 
 def check_shared_output(out: str, declared_shared: bool) -> None:
     """A local OUT on a cluster of several nodes must be a mount every node sees, as the user declares."""
-    if "://" in out and not out.startswith("file://") or declared_shared:
+    if is_remote(out) or declared_shared:
         return
     nodes = [node for node in ray.nodes() if node["Alive"]]
     if len(nodes) > 1:

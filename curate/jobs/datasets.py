@@ -21,7 +21,7 @@ import ray
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from curate.curation.shards import read_shard
-from curate.curation.storage import join, locate
+from curate.curation.storage import is_remote, join, locate
 from curate.jobs.ray_cluster import shuffle_partitions
 
 BROADCAST_KEYS = 1_000_000
@@ -139,7 +139,7 @@ class _ObjectStoreHandler(FSSpecHandler):
 
 def _arrow_filesystem(url: str) -> tuple[PyFileSystem | None, str]:
     """(filesystem, path) for Ray Data: its own for local paths, fsspec's for any other URL."""
-    if "://" not in url or url.startswith("file://"):
+    if not is_remote(url):
         return None, url.removeprefix("file://")
     fs, path = fsspec.core.url_to_fs(url)
     return PyFileSystem(_ObjectStoreHandler(fs)), path

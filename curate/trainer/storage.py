@@ -14,6 +14,7 @@ from pathlib import Path
 
 import fsspec
 
+from curate.curation.storage import is_remote
 from curate.trainer.checkpoint import CHECKPOINTS, LATEST
 
 RUN_FILES = ("config.json", "log.jsonl", "tokenizer.json")
@@ -24,7 +25,7 @@ class RunStorage:
 
     def __init__(self, output: str | Path):
         output = str(output)
-        self.url = output if "://" in output and not output.startswith("file://") else None
+        self.url = output if is_remote(output) else None
         self.local = Path(tempfile.mkdtemp(prefix="curate-run-")) if self.url else Path(output).resolve()
         self.fs = fsspec.core.url_to_fs(self.url)[0] if self.url else None
 
