@@ -124,7 +124,7 @@ def _checkpoint_files(path: str) -> tuple[str, ...] | None:
     return (single,) if isfile(single) else None
 
 
-def _run_iterations(path: str) -> list[str]:
+def run_iterations(path: str) -> list[str]:
     """The `iter_*` checkpoint folders of a RUN folder or of its `checkpoints/` folder, in step order."""
     folder = join(path, "checkpoints") if isdir(path, "checkpoints") else path
     steps = sorted(
@@ -169,7 +169,7 @@ def resolve_checkpoints(paths: list[str]) -> list[Checkpoint]:
         if files is not None:
             found.append((path, files))
             continue
-        iterations = _run_iterations(path) if isdir(path) else []
+        iterations = run_iterations(path) if isdir(path) else []
         if not iterations:
             raise UserError(
                 f"{path} holds no {SINGLE_FILE}, no {INDEX_FILE} and no checkpoints/iter_* folders"

@@ -31,8 +31,6 @@ import ray
 from curate.curation.storage import (
     absolute,
     exists,
-    join,
-    listdir,
     read_bytes,
     write_text_atomic,
 )
@@ -41,9 +39,10 @@ from curate.diagnostics.checkpoints import (
     ITERATION_DIR,
     Checkpoint,
     resolve_checkpoints,
+    run_iterations,
 )
 from curate.diagnostics.summary import checkpoint_summary, group_statistics
-from curate.trainer.checkpoint import CHECKPOINTS, newest_checkpoint, read_state
+from curate.trainer.checkpoint import newest_checkpoint, read_state
 
 WATCH_FILE = "diagnostics.jsonl"
 WATCH_INTERVAL_S = 5.0
@@ -83,10 +82,12 @@ def complete_checkpoints(run: str) -> list[Checkpoint]:
     newest = newest_checkpoint(run)
     if newest is None:
         return []
-    last = int(ITERATION_DIR.match(os.path.basename(newest))[1])
-    folder = join(run, CHECKPOINTS)
-    steps = sorted((int(match[1]), entry) for entry in listdir(folder) if (match := ITERATION_DIR.match(entry)))
-    return resolve_checkpoints([join(folder, entry) for step, entry in steps if step <= last])
+    last = _step(newest)
+    return resolve_checkpoints([folder for folder in run_iterations(run) if _step(folder) <= last])
+
+
+def _step(iteration: str) -> int:
+    return int(ITERATION_DIR.match(os.path.basename(iteration))[1])
 
 
 def read_watch_file(run: str) -> list[dict]:
