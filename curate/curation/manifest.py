@@ -37,6 +37,11 @@ def read_json(root: str, name: str = "") -> Any:
     return json.loads(read_bytes(root, name))
 
 
+def read_jsonl(root: str, name: str = "") -> list[Any]:
+    """The records of a JSON Lines file (blank lines skipped), local or on object storage."""
+    return [json.loads(line) for line in read_bytes(root, name).decode("utf-8").splitlines() if line.strip()]
+
+
 def is_complete(root: str) -> bool:
     """A build is complete exactly when its manifest exists."""
     return exists(root, MANIFEST_NAME)

@@ -13,10 +13,9 @@ layer-wise figures need at least MIN_LAYERS layers to have a shape.
 
 from __future__ import annotations
 
-import json
-
+from curate.curation.manifest import read_json, read_jsonl
 from curate.curation.report import SUMMARY_ROWS, load_builds, metric, section
-from curate.curation.storage import join, read_bytes
+from curate.curation.storage import join
 from curate.diagnostics.summary import ALPHA_RANGE, TREND_RULE, trend_word
 
 MIN_FITTED = 50
@@ -39,14 +38,6 @@ VERDICT_RULES = {
 }
 
 
-def _read(path: str) -> dict:
-    return json.loads(read_bytes(path))
-
-
-def _lines(path: str) -> list[dict]:
-    return [json.loads(line) for line in read_bytes(path).decode("utf-8").splitlines() if line.strip()]
-
-
 def coverage(build: str) -> list[dict]:
     """The summary rows of `curate report` for one build: metric label, phase 1 and overall."""
     loaded = load_builds([build])[0]
@@ -58,7 +49,7 @@ def coverage(build: str) -> list[dict]:
 
 
 def build_record(build: str) -> dict:
-    manifest = _read(join(build, "manifest.json"))
+    manifest = read_json(join(build, "manifest.json"))
     holdout = manifest.get("holdout", {})
     return {
         "counts": manifest["counts"],
@@ -81,15 +72,15 @@ def layerwise(records: list[dict]) -> dict:
 
 def run_record(root: str, regime: str) -> dict:
     """Table 1, the final checkpoint's figures and the held-out losses of one regime's run."""
-    config = _read(join(root, "runs", regime, "config.json"))
+    config = read_json(join(root, "runs", regime, "config.json"))
     total = config["train_samples"] // config["global_batch_size"]
-    diagnosis = _read(join(root, "diagnostics", regime, "summary.json"))
+    diagnosis = read_json(join(root, "diagnostics", regime, "summary.json"))
     checkpoints = diagnosis["checkpoints"]
     milestones = [c for c in checkpoints if c["step"]]
     shares = [c["share_alpha_in_range"] for c in milestones]
     final = checkpoints[-1]
-    final_records = _lines(join(root, "diagnostics", regime, final["checkpoint"], "matrices.jsonl"))
-    evaluation = _read(join(root, "eval", f"{regime}.json"))
+    final_records = read_jsonl(join(root, "diagnostics", regime, final["checkpoint"], "matrices.jsonl"))
+    evaluation = read_json(join(root, "eval", f"{regime}.json"))
     return {
         "training": {key: config[key] for key in ("lr_decay_style", "lr", "min_lr", "train_samples", "seed", "num_layers")},
         "table1": {

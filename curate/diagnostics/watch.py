@@ -28,10 +28,10 @@ from contextlib import contextmanager
 
 import ray
 
+from curate.curation.manifest import read_jsonl
 from curate.curation.storage import (
     absolute,
     exists,
-    read_bytes,
     write_text_atomic,
 )
 from curate.diagnostics.analysis import MatrixLimits, analyse_checkpoint
@@ -94,7 +94,7 @@ def read_watch_file(run: str) -> list[dict]:
     """The lines of `RUN/diagnostics.jsonl`; none before the first checkpoint was diagnosed."""
     if not exists(run, WATCH_FILE):
         return []
-    return [json.loads(line) for line in read_bytes(run, WATCH_FILE).decode("utf-8").splitlines() if line]
+    return read_jsonl(run, WATCH_FILE)
 
 
 def update_watch_file(run: str) -> list[dict]:
