@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import xxhash
 import zstandard
 
 from curate.curation.errors import UserError
@@ -248,6 +249,31 @@ def test_same_seed_same_bytes_other_seed_other_order(ray_local, tmp_path):
     assert first["id"].to_pylist() != phase_table(tmp_path / "three", other, "phase-1")["id"].to_pylist()
 
 
+def test_docs_keeps_a_seeded_sample_of_the_deduplicated_documents_and_counts_the_rest(ray_local, tmp_path):
+    """--docs N keeps the first N deduplicated documents of the seeded order (the N smallest keyed hashes of
+    their ids), holdout included; the rest are counted as not_sampled, so the counts still add up."""
+    records = corpus(60)
+    source = write_jsonl(tmp_path / "in.jsonl", records + [dict(r, id=r["id"] + "-copy") for r in records[:5]])
+    manifests = {seed: build([source], tmp_path / f"seed-{seed}", shard_rows=7, holdout=0.2, sample_docs=20, seed=seed)
+                 for seed in (0, 1)}
+    for seed, manifest in manifests.items():
+        out = tmp_path / f"seed-{seed}"
+        counts = manifest["counts"]
+        assert counts["exact_duplicates"] == 5 and counts["not_sampled"] == 40
+        assert counts["kept"] + counts["held_out"] == 20 and counts["held_out"] > 0
+        assert sum(v for k, v in counts.items() if k != "input") == counts["input"] == 65
+        kept = [i for name in ("phase-1", "phase-2") for i in phase_table(out, manifest, name)["id"].to_pylist()]
+        held = pa.concat_tables([read_shard(str(out), s["path"]) for s in manifest["holdout"]["shards"]])["id"].to_pylist()
+        order = sorted((xxhash.xxh3_64_intdigest(f"{seed}:order\x00{r['id']}".encode()) >> 1, r["id"]) for r in records)
+        assert sorted(kept + held) == sorted(doc for _, doc in order[:20])
+        assert manifest["config"]["sample_docs"] == 20
+    assert set(phase_table(tmp_path / "seed-0", manifests[0], "phase-1")["id"].to_pylist()) != set(
+        phase_table(tmp_path / "seed-1", manifests[1], "phase-1")["id"].to_pylist())
+    whole = build([source], tmp_path / "all", shard_rows=7, sample_docs=100)
+    assert whole["counts"]["not_sampled"] == 0 and whole["counts"]["kept"] == 60
+    assert "sample_docs" not in build([source], tmp_path / "none", shard_rows=7)["config"], "a build without --docs hashes as before"
+
+
 def test_existing_output_is_refused_without_resume_or_overwrite(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("mine")
@@ -265,6 +291,9 @@ def test_existing_output_is_refused_without_resume_or_overwrite(tmp_path):
         (["--regime", "Z"], "curate: error: unknown regime 'Z'; valid regimes: A, B, C, D, VL"),
         (["--repeat-fraction", "0.2"], "curate: error: --repeat-fraction is an option of regime C, which is not built here (A)"),
         (["--keep", "oldest"], "curate: error: --keep must be one of min-id, longest, first, got 'oldest'"),
+        (["--docs", "-1"], "curate: error: --docs must be 0 (every document) or more, got -1"),
+        (["--regime", "C", "--docs", "5"],
+         "curate: error: --docs samples the input: give it to the build of regime A (derived builds keep its documents)"),
     ],
 )
 def test_user_errors_are_one_line_with_exit_code_2(tmp_path, args, message):

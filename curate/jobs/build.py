@@ -79,6 +79,7 @@ class BuildConfig:
     ngram_size: int = 5
     keep: str = "min-id"
     holdout: float = 0.0
+    sample_docs: int = 0
     source: str | None = None
     settings: dict = field(default_factory=dict)
     benchmarks: tuple[BenchmarkSpec, ...] = ()
@@ -86,12 +87,14 @@ class BuildConfig:
 
     def hashed(self) -> dict:
         """The configuration as recorded: a derived build names its source by config hash, not path;
-        a build without benchmarks records none (its hash is what it was before they existed)."""
+        a build without benchmarks or a sample records none (its hash is what it was before they existed)."""
         values = asdict(self)
         if self.source is not None:
             values["source"] = load_manifest(self.source)["config_hash"]
         if not self.benchmarks:
             del values["benchmarks"], values["decontaminate"]
+        if not self.sample_docs:
+            del values["sample_docs"]
         return values
 
 
@@ -186,7 +189,8 @@ def build_from_input(
     docs = removed.docs if removed else docs
     written = runner.run(
         WritePhases(docs=docs, transform=transform, settings=config.settings, seed=config.seed, shard_rows=config.shard_rows,
-                    tokenizer=config.tokenizer, vocab_size=config.vocab_size, holdout=config.holdout, out=out)
+                    tokenizer=config.tokenizer, vocab_size=config.vocab_size, holdout=config.holdout,
+                    sample_docs=config.sample_docs, out=out)
     )
     counts = with_dropped(
         {
@@ -196,6 +200,7 @@ def build_from_input(
             "near_duplicates": near_removed,
         }
         | ({"contaminated": removed.removed} if removed else {})
+        | ({"not_sampled": written.not_sampled} if config.sample_docs else {})
         | {"kept": written.documents}
         | ({"held_out": written.holdout["rows"]} if written.holdout else {}),
         written.dropped,
@@ -299,6 +304,10 @@ def validate(regime: Regime, config: BuildConfig) -> dict:
         )
     if not 0 <= config.holdout < 1:
         raise UserError(f"--holdout must be in [0, 1), got {config.holdout}")
+    if config.sample_docs < 0:
+        raise UserError(f"--docs must be 0 (every document) or more, got {config.sample_docs}")
+    if config.sample_docs and regime.derived_from is not None:
+        raise UserError(f"--docs samples the input: give it to the build of regime {regime.derived_from} (derived builds keep its documents)")
     config.near()
     return regime.transform.check(config.settings)
 

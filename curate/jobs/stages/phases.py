@@ -2,6 +2,7 @@
 regime's transform, every shard written.
 
 The order is a sort by a keyed hash of each id with the seed (never Ray's block order). With
+`--docs N`, only its first N documents go on (a seeded sample; the rest are counted as `not_sampled`). With
 `--holdout`, the documents whose keyed holdout hash falls in the given share of its range are set
 aside in `OUT/holdout/` (in seeded order), in no phase; the tokenizer is trained on the rest.
 Phase 1 is the first ceil(|P|/2) remaining rows, phase 2 the rest (regimes with one phase keep all
@@ -92,6 +93,7 @@ class PhasesWritten:
     (`sections`) or dropped."""
 
     documents: int
+    not_sampled: int
     phases: list
     holdout: dict | None
     sections: dict
@@ -101,7 +103,7 @@ class PhasesWritten:
 
 @dataclass(frozen=True)
 class WritePhases:
-    """Order the kept documents, set the holdout aside, split the phases, tokenize and write phase 2
+    """Order the kept documents, take the sample, set the holdout aside, split the phases, tokenize and write phase 2
     and the holdout, hand phase 1 to the transform."""
 
     name: ClassVar[str] = "phases"
@@ -114,11 +116,16 @@ class WritePhases:
     tokenizer: str | None
     vocab_size: int
     holdout: float
+    sample_docs: int
     out: str
 
     def run(self, work: str) -> PhasesWritten:
         ordered = seeded_order(read_parquet(self.docs), self.seed)
         _, schema = ordered_blocks(ordered)
+        not_sampled = 0
+        if self.sample_docs:
+            ordered, rest = ordered.split_at_indices([self.sample_docs])
+            not_sampled = rest.count()
         held = None
         if self.holdout:
             marked = ordered.map_batches(
@@ -143,6 +150,7 @@ class WritePhases:
         phases = [output.phase] + [write(part, folder=f"phase-{number}") for number, part in enumerate(parts[1:], start=2)]
         return PhasesWritten(
             documents=rows,
+            not_sampled=not_sampled,
             phases=phases,
             holdout=None if held is None else write(held, folder="holdout"),
             sections=output.sections,
