@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import ray
 
@@ -32,6 +33,7 @@ from curate.curation.manifest import read_jsonl
 from curate.curation.storage import (
     absolute,
     exists,
+    join,
     write_text_atomic,
 )
 from curate.diagnostics.analysis import MatrixLimits, analyse_checkpoint
@@ -41,6 +43,7 @@ from curate.diagnostics.checkpoints import (
     resolve_checkpoints,
     run_iterations,
 )
+from curate.diagnostics.diagnose import analyse, write_outputs
 from curate.diagnostics.summary import checkpoint_summary, group_statistics
 from curate.trainer.checkpoint import newest_checkpoint, read_state
 
@@ -57,9 +60,11 @@ def module_type(module: str) -> str | None:
     return next((kind for kind, parts in MODULE_TYPES.items() if first in parts), None)
 
 
-def checkpoint_line(checkpoint: Checkpoint) -> dict:
-    """The watch file's line of one trainer checkpoint: `curate diagnose`'s figures without a base."""
-    records, _ = analyse_checkpoint(checkpoint, MatrixLimits())
+def checkpoint_line(checkpoint: Checkpoint, records: list[dict] | None = None) -> dict:
+    """The watch file's line of one trainer checkpoint: `curate diagnose`'s figures without a base,
+    from its matrix records (analysed here when not given)."""
+    if records is None:
+        records, _ = analyse_checkpoint(checkpoint, MatrixLimits())
     figures = checkpoint_summary(checkpoint.label, records, with_base=False)
     kinds = {kind: group_statistics([r for r in records if module_type(r["module"]) == kind]) for kind in MODULE_TYPES}
     config = read_state(checkpoint.path)["config"]
@@ -75,6 +80,23 @@ def checkpoint_line(checkpoint: Checkpoint) -> dict:
         "effective_rank_mean": figures.get("effective_rank_mean"),
         "module_alpha_mean": {module: group["alpha"]["mean"] for module, group in figures["modules"].items()},
     }
+
+
+@dataclass(frozen=True)
+class AgainstBase:
+    """Also diagnose each checkpoint against `base` into `folder/<iter_*>/` (what `curate diagnose CHECKPOINT
+    --base BASE -o ...` writes), from the same analysis as its line: `curate experiment` reuses these."""
+
+    base: str
+    folder: str
+
+
+def _line(checkpoint: Checkpoint, against: AgainstBase | None) -> dict:
+    if against is None:
+        return checkpoint_line(checkpoint)
+    records, summary = analyse([checkpoint.path], against.base)
+    write_outputs(join(against.folder, os.path.basename(checkpoint.path)), records, summary)
+    return checkpoint_line(checkpoint, records)
 
 
 def complete_checkpoints(run: str) -> list[Checkpoint]:
@@ -97,11 +119,11 @@ def read_watch_file(run: str) -> list[dict]:
     return read_jsonl(run, WATCH_FILE)
 
 
-def update_watch_file(run: str) -> list[dict]:
+def update_watch_file(run: str, against: AgainstBase | None = None) -> list[dict]:
     """Bring `RUN/diagnostics.jsonl` up to date with the run's complete checkpoints; returns its lines."""
     written = read_watch_file(run)
     known = {line["checkpoint"]: line for line in written}
-    lines = [known.get(checkpoint.label) or checkpoint_line(checkpoint) for checkpoint in complete_checkpoints(run)]
+    lines = [known.get(checkpoint.label) or _line(checkpoint, against) for checkpoint in complete_checkpoints(run)]
     if lines != written:
         text = "".join(json.dumps(line, sort_keys=True, allow_nan=False) + "\n" for line in lines)
         write_text_atomic(run, WATCH_FILE, text)
@@ -115,8 +137,9 @@ def update_watch_file(run: str) -> list[dict]:
 class Watcher:
     """Keeps one run's watch file up to date until stopped."""
 
-    def __init__(self, run: str) -> None:
+    def __init__(self, run: str, against: AgainstBase | None) -> None:
         self.run = run
+        self.against = against
         self.stopped = threading.Event()
 
     def watch(self, interval: float) -> None:
@@ -124,22 +147,22 @@ class Watcher:
         checkpoint has its line."""
         while not self.stopped.is_set():
             try:
-                update_watch_file(self.run)
+                update_watch_file(self.run, self.against)
             except Exception:  # a storage blip while training goes on: retried; the last pass raises
                 pass
             self.stopped.wait(interval)
-        update_watch_file(self.run)
+        update_watch_file(self.run, self.against)
 
     def stop(self) -> None:
         self.stopped.set()
 
 
 @contextmanager
-def watching(run: str, interval: float = WATCH_INTERVAL_S) -> Iterator[None]:
+def watching(run: str, against: AgainstBase | None = None, interval: float = WATCH_INTERVAL_S) -> Iterator[None]:
     """Diagnose `run`'s checkpoints while the block trains it (Ray must be initialised). On leaving
     the block, even by an error, the watcher makes its last pass and ends: no actor outlives it. Its
     own error is raised only when the block succeeded, never over the block's."""
-    watcher = Watcher.remote(absolute(run))
+    watcher = Watcher.remote(absolute(run), against)
     passes = watcher.watch.remote(interval)
     succeeded = False
     try:
