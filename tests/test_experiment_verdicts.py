@@ -1,6 +1,7 @@
 """What `curate experiment` concludes and measures, checked against a computation of its own.
 
-Every finding's rule on constructed summaries (seen, not seen, not measurable), and on one small
+Every finding's rule on constructed per-seed summaries (seen, not seen, within noise, one seed, not
+measurable), the mean and spread over seeds and the data exposure, and on one small
 regime-A experiment (tiny preset, a few iterations): the change metrics against iteration 0 by
 hand with NumPy, the held-out tokens against the holdout shards, a held-out loss against a direct
 forward pass of the trainer's model, and a run killed in the middle of training that resumes
@@ -33,8 +34,12 @@ from curate.diagnostics.experiment_summary import (
     MLP,
     NOT_MEASURABLE,
     NOT_SEEN,
+    ONE_SEED,
     SEEN,
     VERDICT_RULES,
+    WITHIN_NOISE,
+    aggregate,
+    exposure,
     verdicts,
 )
 from tests.test_experiment import corpus
@@ -42,7 +47,7 @@ from tests.test_experiment import corpus
 
 def run(shares: list[float], fitted: int = MIN_FITTED, layers: int = MIN_LAYERS, change_variance: dict | None = None,
         delta_rank: float | None = 1.0, attention: float | None = 3.0, mlp: float | None = 3.0) -> dict:
-    """The parts of one regime's run record (`experiment_summary.run_record`) that the rules read."""
+    """The parts of one seed's run record (`experiment_summary.run_record`) that the rules read."""
     return {
         "training": {"num_layers": layers},
         "table1": {"shares": shares, "fitted": [fitted] * len(shares)},
@@ -60,66 +65,93 @@ def status(finding: str, runs: dict) -> str:
     return verdict["status"]
 
 
-STEADY = [0.5, 0.82, 0.80, 0.79, 0.78]
+# Margins are chosen so binary floating point holds them exactly: with two seeds of margins 3 and 1
+# the mean is 2.0 and SE = sd / sqrt(2) = sqrt(2) / sqrt(2) = 1.0, so the mean is exactly 2 SE:
+# not beyond noise, and neither is -2 SE (margins -3 and -1). Equal margins have SE 0.
+STEADY = [0.5, 0.82, 0.80, 0.79, 0.78]  # A's largest fall is 4 points: margin 1 on every seed
+END = [0.5, 0.7, 0.75]  # a final share of 75 points
+CV, RANK = {"x": 10.0}, 10.0  # A's change variance and delta effective rank: 10% of each is exactly 1.0
+
+
+def b_run(change_variance: float, delta_rank: float = RANK) -> dict:
+    return run(STEADY, change_variance={"x": change_variance}, delta_rank=delta_rank)
+
+
+def alpha_runs(*seeds: tuple[float, float]) -> dict:
+    """A (attention 3, MLP 3) and D with the given (attention, MLP) mean alpha per seed."""
+    return {"A": [run(STEADY)] * len(seeds), "D": [run(STEADY, attention=a, mlp=m) for a, m in seeds]}
+
+
+A2 = [run(END)] * 2
 CASES = {
     "A stable": [
-        ({"A": run(STEADY)}, SEEN),
-        ({"A": run([0.5, 0.82, 0.90, 0.77, 0.85])}, SEEN),  # 5 points below the second milestone is still stable
-        ({"A": run([0.9, 0.80, 0.79, 0.749, 0.80])}, NOT_SEEN),  # more than 5 below it, once
-        ({"A": run([0.9, 0.80, 0.70])}, NOT_SEEN),
-        ({"A": run([0.2, 0.80, 0.84])}, SEEN),  # the first milestone does not count
-        ({"A": run([0.95, 0.80, 0.79, 0.78])}, SEEN),
-        ({"A": run(STEADY, fitted=MIN_FITTED - 1)}, NOT_MEASURABLE),
-        ({"A": run([0.8])}, NOT_MEASURABLE),
-        ({"A": run([0.5, None, 0.8])}, NOT_MEASURABLE),
-        ({"B": run(STEADY)}, NOT_MEASURABLE),
+        ({"A": [run(STEADY)] * 3}, SEEN),
+        ({"A": [run([0.5, 0.5, 0.48]), run([0.5, 0.5, 0.48])]}, SEEN),  # margins 3, 3: SE 0
+        ({"A": [run([0.5, 0.5, 0.48]), run([0.5, 0.5, 0.46])]}, WITHIN_NOISE),  # margins 3, 1: mean = 2 SE
+        ({"A": [run([0.5, 0.5, 0.42]), run([0.5, 0.5, 0.44])]}, WITHIN_NOISE),  # margins -3, -1: mean = -2 SE
+        ({"A": [run([0.5, 0.5, 0.42]), run([0.5, 0.5, 0.42])]}, NOT_SEEN),
+        ({"A": [run([0.9, 0.80, 0.70])] * 3}, NOT_SEEN),
+        ({"A": [run([0.2, 0.80, 0.84])] * 2}, SEEN),  # the first milestone does not count
+        ({"A": [run(STEADY)]}, ONE_SEED),
+        ({"A": [run([0.9, 0.80, 0.70])]}, ONE_SEED),  # one seed says nothing about noise, either way
+        ({"A": [run(STEADY), run(STEADY, fitted=MIN_FITTED - 1), run(STEADY)]}, NOT_MEASURABLE),  # any seed
+        ({"A": [run([0.8])] * 2}, NOT_MEASURABLE),
+        ({"A": [run([0.5, None, 0.8])] * 2}, NOT_MEASURABLE),
+        ({"A": []}, NOT_MEASURABLE),
+        ({"B": [run(STEADY)] * 2}, NOT_MEASURABLE),
     ],
     "B differs from A in change variance, not in delta effective rank": [
-        ({"A": run(STEADY), "B": run(STEADY, change_variance={"x": 0.3, "y": 0.5}, delta_rank=1.05)}, SEEN),
-        ({"A": run(STEADY), "B": run(STEADY, change_variance={"x": 0.2, "y": 0.4}, delta_rank=1.05)}, NOT_SEEN),
-        ({"A": run(STEADY), "B": run(STEADY, change_variance={"x": 0.31, "y": 0.33}, delta_rank=1.0)}, NOT_SEEN),  # within 10%
-        ({"A": run(STEADY), "B": run(STEADY, change_variance={"x": 0.5, "y": 0.5}, delta_rank=1.2)}, NOT_SEEN),
-        # the bounds, in numbers binary floating point holds exactly: a change variance 10% off is not
-        # "more than 10%", a delta effective rank 10% off the larger is "at most 10%"
-        ({"A": run(STEADY, change_variance={"x": 10.0}, delta_rank=9.0),
-          "B": run(STEADY, change_variance={"x": 11.0}, delta_rank=9.0)}, NOT_SEEN),
-        ({"A": run(STEADY, change_variance={"x": 10.0}, delta_rank=9.0),
-          "B": run(STEADY, change_variance={"x": 12.0}, delta_rank=10.0)}, SEEN),
-        ({"A": run(STEADY), "B": run(STEADY, change_variance={"x": 0.5, "y": None}, delta_rank=1.1)}, SEEN),
-        ({"A": run(STEADY, layers=MIN_LAYERS - 1),
-          "B": run(STEADY, change_variance={"x": 0.5}, layers=MIN_LAYERS - 1)}, NOT_MEASURABLE),
-        ({"A": run(STEADY, change_variance={}), "B": run(STEADY, change_variance={"x": 0.5})}, NOT_MEASURABLE),
-        ({"A": run(STEADY), "B": run(STEADY, delta_rank=None)}, NOT_MEASURABLE),
-        ({"A": run(STEADY)}, NOT_MEASURABLE),
+        ({"A": [b_run(10.0)] * 2, "B": [b_run(12.0)] * 2}, SEEN),  # margins 1 and 1 on both seeds
+        ({"A": [b_run(10.0)] * 2, "B": [b_run(14.0), b_run(12.0)]}, WITHIN_NOISE),  # change variance: 3, 1
+        ({"A": [b_run(10.0)] * 2, "B": [b_run(10.5)] * 2}, NOT_SEEN),  # within 10%
+        ({"A": [b_run(10.0)] * 2, "B": [b_run(12.0, 8.0)] * 2}, NOT_SEEN),  # and the delta effective rank differs
+        ({"A": [b_run(10.0)] * 2, "B": [b_run(11.0)] * 2}, WITHIN_NOISE),  # exactly 10%: margin 0, SE 0
+        ({"A": [b_run(10.0)], "B": [b_run(12.0)]}, ONE_SEED),
+        ({"A": [run(STEADY, layers=MIN_LAYERS - 1)] * 2,
+          "B": [run(STEADY, change_variance={"x": 0.5}, layers=MIN_LAYERS - 1)] * 2}, NOT_MEASURABLE),
+        ({"A": [b_run(10.0), run(STEADY, change_variance={})], "B": [b_run(12.0)] * 2}, NOT_MEASURABLE),
+        ({"A": [b_run(10.0)] * 2, "B": [b_run(12.0), b_run(12.0, None)]}, NOT_MEASURABLE),
+        ({"A": [b_run(10.0)] * 2}, NOT_MEASURABLE),
     ],
     "C recovers toward A by the end": [
-        ({"A": run(STEADY), "C": run([0.5, 0.6, 0.7, 0.75, 0.77])}, SEEN),  # 1 point below A at the end
-        ({"A": run(STEADY), "C": run([0.5, 0.6, 0.7, 0.75, 0.765])}, SEEN),
-        ({"A": run(STEADY), "C": run([0.5, 0.9, 0.9, 0.9, 0.75])}, NOT_SEEN),  # 3 points, above A before
-        ({"A": run(STEADY), "C": run([0.5, 0.6, 0.7, 0.75, 0.90])}, SEEN),
-        ({"A": run(STEADY), "C": run(STEADY, fitted=MIN_FITTED - 1)}, NOT_MEASURABLE),
-        ({"A": run(STEADY, fitted=MIN_FITTED - 1), "C": run(STEADY)}, NOT_MEASURABLE),
-        ({"A": run(STEADY), "C": run([0.5, 0.6, 0.7, 0.75, None])}, NOT_MEASURABLE),
-        ({"A": run(STEADY)}, NOT_MEASURABLE),
+        ({"A": A2, "C": [run([0.5, 0.6, 0.76])] * 2}, SEEN),  # above A: margin 3
+        ({"A": A2, "C": [run([0.5, 0.6, 0.76]), run([0.5, 0.6, 0.74])]}, WITHIN_NOISE),  # margins 3, 1
+        ({"A": A2, "C": [run([0.5, 0.6, 0.70])] * 2}, NOT_SEEN),  # 5 points below: margin -3
+        ({"A": A2, "C": [run([0.5, 0.9, 0.70]), run([0.5, 0.9, 0.72])]}, WITHIN_NOISE),  # margins -3, -1
+        ({"A": A2[:1], "C": [run([0.5, 0.6, 0.70])]}, ONE_SEED),
+        ({"A": A2, "C": [run(END), run(END, fitted=MIN_FITTED - 1)]}, NOT_MEASURABLE),
+        ({"A": [run(END, fitted=MIN_FITTED - 1)] * 2, "C": [run(END)] * 2}, NOT_MEASURABLE),
+        ({"A": A2, "C": [run([0.5, 0.6, None])] * 2}, NOT_MEASURABLE),
+        ({"A": A2}, NOT_MEASURABLE),
     ],
     "D keeps a gap": [
-        ({"A": run(STEADY), "D": run([0.5, 0.7, 0.7, 0.7, 0.70])}, SEEN),
-        ({"A": run(STEADY), "D": run([0.5, 0.7, 0.7, 0.7, 0.78])}, NOT_SEEN),  # equal is no gap
-        ({"A": run(STEADY), "C": run([0.5, 0.7, 0.7, 0.7, 0.72]), "D": run([0.5, 0.7, 0.7, 0.7, 0.74])}, NOT_SEEN),
-        ({"A": run(STEADY), "C": run([0.5, 0.7, 0.7, 0.7, 0.76]), "D": run([0.5, 0.7, 0.7, 0.7, 0.74])}, SEEN),
-        ({"A": run(STEADY), "C": run(STEADY, fitted=1), "D": run([0.5, 0.7, 0.7, 0.7, 0.70])}, NOT_MEASURABLE),
-        ({"A": run(STEADY), "D": run([0.5, 0.7, 0.7, 0.7, None])}, NOT_MEASURABLE),
-        ({"A": run(STEADY), "C": run([0.5, 0.7])}, NOT_MEASURABLE),
+        ({"A": A2, "D": [run([0.5, 0.7, 0.70])] * 2}, SEEN),
+        ({"A": A2, "D": [run([0.5, 0.7, 0.72]), run([0.5, 0.7, 0.74])]}, WITHIN_NOISE),  # margins 3, 1
+        ({"A": A2, "D": [run(END)] * 2}, WITHIN_NOISE),  # equal on every seed: no gap, but nothing against it
+        ({"A": A2, "D": [run([0.5, 0.7, 0.78])] * 2}, NOT_SEEN),
+        ({"A": A2, "C": [run([0.5, 0.7, 0.72])] * 2, "D": [run([0.5, 0.7, 0.74])] * 2}, NOT_SEEN),  # above C
+        ({"A": A2, "C": [run([0.5, 0.7, 0.76])] * 2, "D": [run([0.5, 0.7, 0.74])] * 2}, SEEN),
+        # paired by seed: D is 2 points below the A run of its own seed every time (SE 0); the same
+        # D runs in another order are -8, -8 and 22 points off: mean 2, SE 10
+        ({"A": [run([0.5, 0.7, s]) for s in (0.70, 0.80, 0.90)], "D": [run([0.5, 0.7, s]) for s in (0.68, 0.78, 0.88)]}, SEEN),
+        ({"A": [run([0.5, 0.7, s]) for s in (0.70, 0.80, 0.90)], "D": [run([0.5, 0.7, s]) for s in (0.78, 0.88, 0.68)]},
+         WITHIN_NOISE),
+        ({"A": A2[:1], "D": [run([0.5, 0.7, 0.70])]}, ONE_SEED),
+        ({"A": A2, "C": [run(END, fitted=1)] * 2, "D": [run([0.5, 0.7, 0.70])] * 2}, NOT_MEASURABLE),
+        ({"A": A2, "D": [run([0.5, 0.7, 0.70]), run([0.5, 0.7, None])]}, NOT_MEASURABLE),
+        ({"A": A2, "C": [run([0.5, 0.7])] * 2}, NOT_MEASURABLE),
     ],
     "attention/MLP asymmetry": [
-        ({"A": run(STEADY, attention=3.0, mlp=3.0), "D": run(STEADY, attention=4.0, mlp=3.5)}, SEEN),
-        ({"A": run(STEADY, attention=3.0, mlp=3.0), "D": run(STEADY, attention=3.5, mlp=4.0)}, NOT_SEEN),
-        ({"A": run(STEADY, attention=3.0, mlp=3.0), "D": run(STEADY, attention=3.5, mlp=3.5)}, NOT_SEEN),
-        ({"A": run(STEADY, attention=3.0, mlp=3.0), "C": run(STEADY, attention=1.5, mlp=3.2),
-          "D": run(STEADY, attention=3.2, mlp=3.8)}, SEEN),  # the spread over every regime, not D against A
-        ({"A": run(STEADY, attention=3.0, mlp=3.0), "D": run(STEADY, attention=4.0, mlp=None)}, NOT_MEASURABLE),
-        ({"A": run(STEADY, attention=3.0), "D": run(STEADY, attention=4.0, layers=MIN_LAYERS - 1)}, NOT_MEASURABLE),
-        ({"A": run(STEADY, attention=3.0, mlp=3.0)}, NOT_MEASURABLE),
+        (alpha_runs((4.0, 3.5), (4.0, 3.5)), SEEN),
+        (alpha_runs((6.0, 3.0), (4.0, 3.0)), WITHIN_NOISE),  # margins 3, 1
+        (alpha_runs((3.0, 6.0), (3.0, 4.0)), WITHIN_NOISE),  # margins -3, -1
+        (alpha_runs((3.5, 4.0), (3.5, 4.0)), NOT_SEEN),
+        ({"A": [run(STEADY)] * 2, "C": [run(STEADY, attention=1.5, mlp=3.25)] * 2,
+          "D": [run(STEADY, attention=3.25, mlp=3.75)] * 2}, SEEN),  # the spread over every regime, not D against A
+        (alpha_runs((4.0, 3.5)), ONE_SEED),
+        (alpha_runs((4.0, 3.5), (4.0, None)), NOT_MEASURABLE),
+        ({"A": [run(STEADY)] * 2, "D": [run(STEADY, attention=4.0, layers=MIN_LAYERS - 1)] * 2}, NOT_MEASURABLE),
+        ({"A": [run(STEADY)] * 2}, NOT_MEASURABLE),
     ],
 }
 
@@ -136,7 +168,58 @@ def test_each_finding_follows_its_rule(finding, runs, expected):
 def test_every_finding_has_a_case_of_each_status():
     assert list(CASES) == list(VERDICT_RULES) == [v["finding"] for v in verdicts({})]
     for finding, cases in CASES.items():
-        assert {expected for _, expected in cases} == {SEEN, NOT_SEEN, NOT_MEASURABLE}, finding
+        assert {expected for _, expected in cases} == {SEEN, NOT_SEEN, WITHIN_NOISE, ONE_SEED, NOT_MEASURABLE}, finding
+
+
+def test_each_part_shows_its_margins_against_the_noise_rule():
+    (verdict,) = [v for v in verdicts({"A": A2, "C": [run(END)] * 2, "D": [run([0.5, 0.7, 0.72]), run([0.5, 0.7, 0.74])]})
+                  if v["finding"] == "D keeps a gap"]
+    assert verdict["parts"] == {
+        "A - D final share (points)": {"margins": [3.0, 1.0], "mean": 2.0, "se": 1.0, "2se": 2.0, "result": WITHIN_NOISE},
+        "C - D final share (points)": {"margins": [3.0, 1.0], "mean": 2.0, "se": 1.0, "2se": 2.0, "result": WITHIN_NOISE},
+    }
+
+
+def test_aggregate_mean_and_sd_are_numpys_with_ddof_1():
+    seeds = [(0.1, [0.5, 0.8], 0.3, 2.0, 1.5, 3.0, 2.5), (0.2, [0.6, 0.7], 0.5, 1.0, 2.5, 3.5, 2.0),
+             (0.4, [0.9, 0.75], 0.1, None, 0.5, 4.5, 2.25)]  # the third seed has no v_proj change variance
+    records = []
+    for initial, shares, up, v, rank, attention, loss in seeds:
+        record = run(shares, change_variance={"mlp.up_proj": up, "self_attn.v_proj": v}, delta_rank=rank, attention=attention)
+        slices = {"lang": {"en": {"loss": loss + 1, "tokens": 7}}}
+        evaluation = [{"iteration": 10, "fraction": 1.0, "overall": {"loss": loss, "tokens": 9}, "slices": slices}]
+        records.append(record | {"initial_share": initial, "eval": evaluation})
+    summary = aggregate(records)
+
+    def check(figures: dict, values: list[float]) -> None:
+        assert figures["n"] == len(values)
+        assert figures["mean"] == pytest.approx(np.mean(values), rel=1e-12)
+        assert figures["sd"] == pytest.approx(np.std(values, ddof=1), rel=1e-12)
+
+    for index in range(2):
+        check(summary["table1"]["shares"][index], [s[1][index] for s in seeds])
+    assert summary["table1"]["trend"] == "Rising"  # the trend word of the mean shares: 66.7, then 75 points
+    check(summary["initial_share"], [s[0] for s in seeds])
+    check(summary["change_variance"]["mlp.up_proj"], [s[2] for s in seeds])
+    check(summary["change_variance"]["self_attn.v_proj"], [2.0, 1.0])
+    check(summary["change_variance_mean"], [(0.3 + 2.0) / 2, (0.5 + 1.0) / 2, 0.1])
+    check(summary["delta_effective_rank_mean"], [s[4] for s in seeds])
+    check(summary["module_alpha_mean"][ATTENTION], [s[5] for s in seeds])
+    check(summary["eval"][0]["overall"]["loss"], [s[6] for s in seeds])
+    check(summary["eval"][0]["slices"]["lang"]["en"]["loss"], [s[6] + 1 for s in seeds])
+    assert summary["module_alpha_mean"][MLP] == {"mean": 3.0, "sd": 0.0, "n": 3}
+    assert summary["eval"][0]["overall"]["tokens"] == 9 and summary["eval"][0]["slices"]["lang"]["en"]["tokens"] == 7
+    assert aggregate(records[:1])["initial_share"] == {"mean": 0.1, "sd": None, "n": 1}
+
+
+def test_exposure_counts_epochs_and_the_times_each_repeated_document_was_seen():
+    # packed sequences = (tokens + one EOD per row - 1) // seq_length: 40 // 10 = 4 and 20 // 10 = 2;
+    # 16 samples, 8 per phase: 2 epochs of phase 1 and 4 of phase 2
+    phases = [{"name": "phase-1", "rows": 4, "tokens": 37}, {"name": "phase-2", "rows": 2, "tokens": 19}]
+    training = {"seq_length": 10, "train_samples": 16}
+    assert exposure({"phases": phases, "recipe": {"settings": {}}}, training) == {"epochs": {"phase-1": 2.0, "phase-2": 4.0}}
+    repeated = {"phases": phases, "recipe": {"settings": {"repeat_fraction": 0.1, "repeat_times": 10}}}
+    assert exposure(repeated, training) == {"epochs": {"phase-1": 2.0, "phase-2": 4.0}, "copies": 10, "times_seen": 20.0}
 
 
 ITERATIONS = 24
@@ -148,7 +231,7 @@ CHECKPOINTS = ["iter_0000000", "iter_0000006", "iter_0000024"]
 def arguments(root: Path, output: Path) -> list[str]:
     return [
         "experiment", "--input", str(root / "corpus.jsonl"), "--regimes", "A", "--preset", "tiny", "--output", str(output),
-        "--holdout", "0.2", "--no-near-dedup", "--vocab-size", "300", "--shard-rows", "8", "--num-cpus", "2",
+        "--holdout", "0.2", "--no-near-dedup", "--vocab-size", "300", "--shard-rows", "8", "--num-cpus", "2", "--seeds", "1",
         "--train-option", f"train_samples={16 * ITERATIONS}", "--train-option", f"save_fractions={SAVE_FRACTIONS}",
         "--train-option", f"seq_length={SEQ_LENGTH}",
     ]  # fmt: skip
@@ -169,7 +252,7 @@ def experiment(ray_local, tmp_path_factory) -> Path:
     corpus(root / "corpus.jsonl")
     result = CliRunner().invoke(app, arguments(root, root / "exp"))
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (root / "exp" / "runs" / "A" / "checkpoints").glob("iter_*")) == CHECKPOINTS
+    assert sorted(p.name for p in (root / "exp" / "runs" / "A" / "seed-0" / "checkpoints").glob("iter_*")) == CHECKPOINTS
     return root / "exp"
 
 
@@ -180,13 +263,13 @@ def effective_rank(matrix: np.ndarray) -> float:
 
 
 def test_change_metrics_against_iteration_0_match_numpy(experiment):
-    checkpoints = experiment / "runs" / "A" / "checkpoints"
+    checkpoints = experiment / "runs" / "A" / "seed-0" / "checkpoints"
     base = {name: w.astype(np.float64) for name, w in load_file(str(checkpoints / CHECKPOINTS[0] / "model.safetensors")).items()}
     summary = json.loads((experiment / "summary.json").read_text())
-    diagnosis = json.loads((experiment / "diagnostics" / "A" / "summary.json").read_text())
+    diagnosis = json.loads((experiment / "diagnostics" / "A" / "seed-0" / "summary.json").read_text())
     for checkpoint in CHECKPOINTS[1:]:
         weights = load_file(str(checkpoints / checkpoint / "model.safetensors"))
-        records = [json.loads(line) for line in (experiment / "diagnostics" / "A" / checkpoint / "matrices.jsonl").open()]
+        records = [json.loads(line) for line in (experiment / "diagnostics" / "A" / "seed-0" / checkpoint / "matrices.jsonl").open()]
         assert {r["name"] for r in records} == {name for name, w in weights.items() if w.ndim == 2}
         changes, by_module = [], {}
         for record in records:
@@ -206,8 +289,8 @@ def test_change_metrics_against_iteration_0_match_numpy(experiment):
         for module, variance in variances.items():
             assert figures["change_variance"][module] == (None if variance is None else pytest.approx(variance, rel=1e-9))
         assert figures["relative_change_mean"] == pytest.approx(np.mean(changes), rel=1e-9)
-    assert summary["runs"]["A"]["final"]["change_variance"] == figures["change_variance"]
-    assert summary["runs"]["A"]["final"]["delta_effective_rank_mean"] == figures["delta_effective_rank_mean"]
+    assert summary["runs"]["A"][0]["final"]["change_variance"] == figures["change_variance"]
+    assert summary["runs"]["A"][0]["final"]["delta_effective_rank_mean"] == figures["delta_effective_rank_mean"]
 
 
 def holdout_documents(build: Path) -> tuple[list[list[int]], int, int]:
@@ -224,8 +307,8 @@ def test_evaluated_tokens_are_the_holdout_shards_tokens(experiment):
     documents, tokens, _ = holdout_documents(experiment / "builds" / "A")
     assert len(documents) > 0 and sum(len(ids) for ids in documents) == tokens
     evaluation = json.loads((experiment / "eval" / "A.json").read_text())
-    assert [e["iteration"] for e in evaluation["checkpoints"]] == [int(c[5:]) for c in CHECKPOINTS]
-    for entry in evaluation["checkpoints"]:
+    assert [e["iteration"] for e in evaluation["seeds"][0]["checkpoints"]] == [int(c[5:]) for c in CHECKPOINTS]
+    for entry in evaluation["seeds"][0]["checkpoints"]:
         assert entry["overall"]["tokens"] == tokens
         for slices in entry["slices"].values():
             assert sum(s["tokens"] for s in slices.values()) == tokens
@@ -237,7 +320,7 @@ def test_a_held_out_loss_equals_a_direct_forward_pass(experiment):
     from curate.trainer.config import TrainConfig
     from curate.trainer.model import GPT
 
-    checkpoint = experiment / "runs" / "A" / "checkpoints" / CHECKPOINTS[-1]
+    checkpoint = experiment / "runs" / "A" / "seed-0" / "checkpoints" / CHECKPOINTS[-1]
     values = json.loads((checkpoint / "state.json").read_text())["config"]
     config = TrainConfig(**values | {"save_fractions": tuple(values["save_fractions"])})
     model = GPT(config)
@@ -254,7 +337,7 @@ def test_a_held_out_loss_equals_a_direct_forward_pass(experiment):
                 targets = sequence[start + 1 : start + config.seq_length + 1]
                 logits = model(inputs[None, : len(targets)])[0]
                 total += F.cross_entropy(logits.double(), targets, reduction="sum").item()
-    (entry,) = [e for e in json.loads((experiment / "eval" / "A.json").read_text())["checkpoints"] if e["iteration"] == ITERATIONS]
+    (entry,) = [e for e in json.loads((experiment / "eval" / "A.json").read_text())["seeds"][0]["checkpoints"] if e["iteration"] == ITERATIONS]
     assert entry["overall"]["loss"] == pytest.approx(total / tokens, rel=1e-5)
 
 
@@ -275,7 +358,7 @@ def test_killed_in_the_middle_of_training_it_resumes_and_ends_with_the_same_summ
     log = tmp_path / "killed.log"
     with log.open("w") as output:
         process = subprocess.Popen(command, start_new_session=True, stdout=output, stderr=subprocess.STDOUT)
-    milestone = killed / "runs" / "A" / "checkpoints" / CHECKPOINTS[1] / "state.json"
+    milestone = killed / "runs" / "A" / "seed-0" / "checkpoints" / CHECKPOINTS[1] / "state.json"
     deadline = time.monotonic() + 240
     try:
         while not milestone.exists():
@@ -285,10 +368,10 @@ def test_killed_in_the_middle_of_training_it_resumes_and_ends_with_the_same_summ
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    assert not (killed / "runs" / "A" / "checkpoints" / CHECKPOINTS[-1]).exists(), "training finished before the kill"
+    assert not (killed / "runs" / "A" / "seed-0" / "checkpoints" / CHECKPOINTS[-1]).exists(), "training finished before the kill"
     assert not (killed / "summary.json").exists()
     before = {path: stamp for path, stamp in files(killed).items()
-              if path.startswith(("experiment.json", "builds/", *(f"runs/A/checkpoints/{c}/" for c in CHECKPOINTS[:2])))}
+              if path.startswith(("experiment.json", "builds/", *(f"runs/A/seed-0/checkpoints/{c}/" for c in CHECKPOINTS[:2])))}
 
     result = CliRunner().invoke(app, arguments(root, killed))
     assert result.exit_code == 0, result.output

@@ -112,7 +112,7 @@ def experiment_args(corpus_file: Path, output: str) -> list[str]:
     model = {**TEST_MODEL, "train_samples": 48, "lr_warmup_samples": 8}
     return [
         "experiment", "--input", str(corpus_file), "--regimes", "A", "--preset", "tiny", "--output", output,
-        "--holdout", "0.2", "--no-near-dedup", "--vocab-size", "300", "--shard-rows", "8",
+        "--holdout", "0.2", "--no-near-dedup", "--vocab-size", "300", "--shard-rows", "8", "--seeds", "1",
         *(argument for key, value in model.items() for argument in ("--train-option", f"{key}={value}")),
     ]  # fmt: skip
 

@@ -1,11 +1,14 @@
 """The experiment's report: one self-contained HTML page drawn from `summary.json` alone.
 
-Regimes side by side, each in one colour throughout: the verdict table, the paper's Table 1,
-the final alpha histogram (Figure 1), layer-wise alpha of v_proj and up_proj (Figures 2 and
-7), layer-wise relative change and delta effective rank with the change variance of every
-module type (Figure 3), held-out loss over training (overall and per slice), and the builds'
-coverage statistics. Charts are inline SVG from `curate.curation.plots`, so the same summary gives
-the same bytes; the coverage report's script marks each chart once the browser drew it.
+Regimes side by side, each in one colour throughout: the verdict table (each part's per-seed
+margins against twice their standard error, under the noise rule), the data exposure, the
+paper's Table 1, the final alpha histogram (Figure 1), layer-wise alpha of v_proj and up_proj
+(Figures 2 and 7), layer-wise relative change and delta effective rank with the change variance
+of every module type (Figure 3), held-out loss over training (overall and per slice), and the
+builds' coverage statistics. A number per regime is the mean ± sample standard deviation over
+seeds (the mean alone with one seed); the histogram and layer-wise figures are seed 0's. Charts
+are inline SVG from `curate.curation.plots`, so the same summary gives the same bytes; the
+coverage report's script marks each chart once the browser drew it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ PANEL = (4.2, 3.0)
 MODULES = ("self_attn.v_proj", "mlp.up_proj")
 MAX_SLICES = 6
 BAND_COLOR = "#d9ead3"
-EXTRA_STYLE = ".seen { color: #1a7f37; font-weight: 600; } .not-seen { color: #b42318; font-weight: 600; } .nm { color: #777; }"
+EXTRA_STYLE = (".seen { color: #1a7f37; font-weight: 600; } .not-seen { color: #b42318; font-weight: 600; } "
+               ".within { color: #9a6700; font-weight: 600; } .nm { color: #777; }")
 
 
 def _colours(summary: dict) -> dict[str, str]:
@@ -33,6 +37,13 @@ def _number(value, pattern: str = "{:.3g}") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     return pattern.format(value)
+
+
+def _mean_sd(figures: dict, pattern: str = "{:.3g}", scale: float = 1.0) -> str:
+    """A `spread` of the summary as "mean ± sd" (the mean alone when there is no sd)."""
+    mean, sd = figures["mean"], figures["sd"]
+    text = _number(None if mean is None else scale * mean, pattern)
+    return text if sd is None else f"{text} ± {_number(scale * sd, pattern)}"
 
 
 def _table(header: list[str], rows: list[list[str]], escape: bool = True) -> str:
@@ -74,15 +85,37 @@ def _lines(panels: list[tuple[str, dict[str, list[tuple[float, float]]]]], colou
     return to_svg(figure)
 
 
+def _part_text(name: str, part: dict) -> str:
+    margins = ", ".join(_number(m) for m in part["margins"])
+    noise = "" if part["se"] is None else f", SE {_number(part['se'])}, 2 SE {_number(part['2se'])}"
+    return f"{name}: per seed [{margins}], mean {_number(part['mean'])}{noise}: {part['result']}"
+
+
 def verdict_section(summary: dict) -> str:
-    classes = {"seen": "seen", "not seen": "not-seen"}
+    classes = {"seen": "seen", "not seen": "not-seen", "within noise": "within"}
     rows = []
     for verdict in summary["verdicts"]:
         status = f'<span class="{classes.get(verdict["status"], "nm")}">{html.escape(verdict["status"])}</span>'
-        figures = html.escape("; ".join(f"{k}: {_plain(v)}" for k, v in verdict["figures"].items()) or "–")
-        rows.append([html.escape(verdict["finding"]), status, figures, html.escape(verdict["rule"])])
-    return ("<h2>Verdicts</h2>" + _table(["finding of the paper", "here", "figures", "rule"], rows, escape=False)
-            + f"<p class='note'>{html.escape(summary['scale_rule'])}.</p>")
+        figures = [_part_text(name, part) for name, part in verdict["parts"].items()]
+        if verdict["unmeasurable_seeds"]:
+            figures.append(f"not measurable on seed {', '.join(map(str, verdict['unmeasurable_seeds']))}")
+        rows.append([html.escape(verdict["finding"]), status, html.escape("; ".join(figures) or "–"), html.escape(verdict["rule"])])
+    return ("<h2>Verdicts</h2>"
+            + _table(["finding of the paper", "here", "margins per seed (positive: the rule holds)", "rule"], rows, escape=False)
+            + f"<p class='note'>{summary['seeds']} seed(s) per regime. Noise rule: {html.escape(summary['noise_rule'])}. "
+            f"{html.escape(summary['scale_rule'])}.</p>")
+
+
+def exposure_section(summary: dict) -> str:
+    rows = []
+    for regime in summary["regimes"]:
+        entry = summary["exposure"][regime]
+        seen = f"{_number(entry['times_seen'])} ({entry['copies']} copies)" if "copies" in entry else "–"
+        rows.append([regime, _number(entry["epochs"]["phase-1"]), _number(entry["epochs"]["phase-2"]), seen])
+    return ("<h2>Exposure: how many times a run met its data</h2>"
+            + _table(["regime", "phase-1 epochs", "phase-2 epochs", "times each repeated document was seen"], rows)
+            + "<p class='note'>Epochs are passes over a phase's packed sequences; a repeated document is seen "
+            "copies x phase-1 epochs times.</p>")
 
 
 def _plain(value) -> str:
@@ -94,19 +127,18 @@ def _plain(value) -> str:
 
 
 def table1_section(summary: dict) -> str:
-    runs = summary["runs"]
-    longest = max((runs[r]["table1"]["fractions"] for r in summary["regimes"]), key=len)
+    runs, aggregates = summary["runs"], summary["aggregate"]
+    longest = max((runs[r][0]["table1"]["fractions"] for r in summary["regimes"]), key=len)
     header = ["regime", "init", *(f"{72 * f:.0f}k/72k" for f in longest), "Trend"]
     rows = []
     for regime in summary["regimes"]:
-        table = runs[regime]["table1"]
-        shares = [_number(None if s is None else 100 * s, "{:.1f}") for s in table["shares"]]
-        rows.append([regime, _number(100 * runs[regime]["initial_share"] if runs[regime]["initial_share"] is not None else None, "{:.1f}"),
-                     *shares, table["trend"]])
-    steps = "; ".join(f"{r}: steps {', '.join(map(str, runs[r]['table1']['steps']))}" for r in summary["regimes"])
+        table = aggregates[regime]["table1"]
+        rows.append([regime, _mean_sd(aggregates[regime]["initial_share"], "{:.1f}", 100),
+                     *(_mean_sd(s, "{:.1f}", 100) for s in table["shares"]), table["trend"]])
+    steps = "; ".join(f"{r}: steps {', '.join(map(str, runs[r][0]['table1']['steps']))}" for r in summary["regimes"])
     return ("<h2>Table 1: % of matrices with alpha in [2, 6] at the paper's milestones</h2>" + _table(header, rows)
-            + f"<p class='note'>Milestones as fractions of the run ({html.escape(steps)}); init is iteration 0. "
-            f"Trend rule: {html.escape(summary['trend_rule'])}.</p>")
+            + f"<p class='note'>Mean ± sd over seeds; milestones as fractions of the run ({html.escape(steps)}); "
+            f"init is iteration 0. Trend of the mean shares; trend rule: {html.escape(summary['trend_rule'])}.</p>")
 
 
 def histogram_figure(summary: dict) -> str:
@@ -115,10 +147,10 @@ def histogram_figure(summary: dict) -> str:
     figure, axes = new_figure(columns=len(regimes), panel=(3.2, 2.6))
     edges = np.linspace(0.0, 12.0, 25)
     for axis, regime in zip(axes, regimes):
-        alphas = np.clip(np.asarray(summary["runs"][regime]["final"]["alphas"], dtype=float), edges[0], edges[-1])
+        alphas = np.clip(np.asarray(summary["runs"][regime][0]["final"]["alphas"], dtype=float), edges[0], edges[-1])
         axis.axvspan(*summary["alpha_range"], color=BAND_COLOR, zorder=0)
         axis.hist(alphas, bins=edges, color=colours[regime])
-        axis.set_title(f"{regime}: {summary['runs'][regime]['final']['checkpoint']}", fontsize="medium")
+        axis.set_title(f"{regime}: {summary['runs'][regime][0]['final']['checkpoint']}", fontsize="medium")
         axis.set(xlabel="alpha (clipped to [0, 12])", ylabel="matrices")
     return to_svg(figure)
 
@@ -126,29 +158,41 @@ def histogram_figure(summary: dict) -> str:
 def _layer_points(summary: dict, module: str, key: str) -> dict[str, list[tuple[float, float]]]:
     series = {}
     for regime in summary["regimes"]:
-        entry = summary["runs"][regime]["final"]["layerwise"].get(module, {"layers": [], key: []})
+        entry = summary["runs"][regime][0]["final"]["layerwise"].get(module, {"layers": [], key: []})
         series[regime] = list(zip(entry["layers"], entry[key]))
     return series
 
 
 def change_variance_table(summary: dict) -> str:
-    modules = sorted({m for r in summary["regimes"] for m in summary["runs"][r]["final"]["change_variance"]})
-    rows = [[m, *(_number(summary["runs"][r]["final"]["change_variance"].get(m)) for r in summary["regimes"])] for m in modules]
-    rows.append(["mean delta effective rank (all matrices)",
-                 *(_number(summary["runs"][r]["final"]["delta_effective_rank_mean"]) for r in summary["regimes"])])
-    return _table(["change variance at the last checkpoint", *summary["regimes"]], rows)
+    regimes, aggregates = summary["regimes"], summary["aggregate"]
+    modules = sorted({m for r in regimes for m in aggregates[r]["change_variance"]})
+    rows = [[m, *(_mean_sd(aggregates[r]["change_variance"].get(m, {"mean": None, "sd": None})) for r in regimes)]
+            for m in modules]
+    rows.append(["mean over module types", *(_mean_sd(aggregates[r]["change_variance_mean"]) for r in regimes)])
+    rows.append(["mean delta effective rank (all matrices)", *(_mean_sd(aggregates[r]["delta_effective_rank_mean"]) for r in regimes)])
+    return _table(["change variance at the last checkpoint (mean ± sd over seeds)", *regimes], rows)
+
+
+def alpha_table(summary: dict) -> str:
+    regimes, aggregates = summary["regimes"], summary["aggregate"]
+    modules = sorted({m for r in regimes for m in aggregates[r]["module_alpha_mean"]})
+    rows = [[m, *(_mean_sd(aggregates[r]["module_alpha_mean"].get(m, {"mean": None, "sd": None})) for r in regimes)]
+            for m in modules]
+    return _table(["mean alpha at the last checkpoint (mean ± sd over seeds)", *regimes], rows)
 
 
 def _slice_panels(summary: dict) -> list[tuple[str, dict]]:
-    """Overall, then the slices with the most held-out tokens of each kind (at most MAX_SLICES per kind)."""
-    first = summary["runs"][summary["regimes"][0]]["eval"]
+    """Overall, then the slices with the most held-out tokens of each kind (at most MAX_SLICES per kind):
+    (title, {regime: [(fraction, loss spread over seeds)]})."""
+    first = summary["aggregate"][summary["regimes"][0]]["eval"]
     panels = [("overall", lambda entry: entry["overall"]["loss"])]
     if first:
         for kind, slices in first[0]["slices"].items():
             names = sorted(slices, key=lambda name: (-slices[name]["tokens"], name))[:MAX_SLICES]
             panels += [(f"{kind} = {name}", lambda entry, k=kind, n=name: entry["slices"].get(k, {}).get(n, {}).get("loss"))
                        for name in names]
-    return [(title, {r: [(e["fraction"], loss(e)) for e in summary["runs"][r]["eval"]] for r in summary["regimes"]})
+    return [(title, {r: [(e["fraction"], loss(e) or {"mean": None, "sd": None}) for e in summary["aggregate"][r]["eval"]]
+                     for r in summary["regimes"]})
             for title, loss in panels]
 
 
@@ -157,16 +201,17 @@ def loss_section(summary: dict, number: int) -> tuple[str, int]:
     panels = _slice_panels(summary)
     figures = []
     for start in range(0, len(panels), 3):
+        means = [(title, {r: [(x, s["mean"]) for x, s in points] for r, points in series.items()})
+                 for title, series in panels[start:start + 3]]
         figures.append(_figure(number, "Held-out loss over training" + (" (continued)" if start else ""),
-                               _lines(panels[start:start + 3], colours, "fraction of training", "loss (nats/token)"),
-                               "Token-weighted cross-entropy on A's holdout, shared by every regime."))
+                               _lines(means, colours, "fraction of training", "loss (nats/token)"),
+                               "Mean over seeds of the token-weighted cross-entropy on A's holdout, shared by every regime."))
         number += 1
-    rows = []
-    for title, series in panels:
-        rows.append([title, *(_number(series[r][-1][1] if series[r] else None, "{:.4f}") for r in summary["regimes"])])
-    first = summary["runs"][summary["regimes"][0]]["eval"]
+    rows = [[title, *(_mean_sd(series[r][-1][1], "{:.4f}") if series[r] else "–" for r in summary["regimes"])]
+            for title, series in panels]
+    first = summary["aggregate"][summary["regimes"][0]]["eval"]
     tokens = first[0]["overall"]["tokens"] if first else 0
-    table = _table(["held-out loss at the last checkpoint", *summary["regimes"]], rows)
+    table = _table(["held-out loss at the last checkpoint (mean ± sd over seeds)", *summary["regimes"]], rows)
     field = summary["slice_field"] or "none"
     return ("<h2>Held-out loss (coverage-sensitive validation, section 7.3)</h2>"
             f"<p class='note'>{tokens:,} held-out tokens; slices: natural language, code language and {html.escape(field)}.</p>"
@@ -198,24 +243,24 @@ def render_experiment_report(summary: dict) -> str:
     colours = _colours(summary)
     number = 1
     figures = _figure(number, "Figure 1: alpha of every matrix at the last checkpoint", histogram_figure(summary),
-                      "Matrices per alpha bin; the band is the well-conditioned range [2, 6].")
+                      "Seed 0's run: matrices per alpha bin; the band is the well-conditioned range [2, 6].")
     number += 1
     alpha = _lines([(m, _layer_points(summary, m, "alpha")) for m in MODULES], colours, "layer", "alpha",
                    band=tuple(summary["alpha_range"]))
     figures += _figure(number, "Figures 2 and 7: layer-wise alpha of v_proj and up_proj", alpha,
-                       "Last checkpoint; the band is [2, 6].")
+                       "Seed 0's run at the last checkpoint; the band is [2, 6].")
     number += 1
     change = _lines([(f"{m}: relative change", _layer_points(summary, m, "relative_change")) for m in MODULES]
                     + [(f"{m}: delta effective rank", _layer_points(summary, m, "delta_effective_rank")) for m in MODULES],
                     colours, "layer", "against iteration 0")
     figures += _figure(number, "Figure 3: layer-wise change and delta effective rank", change,
                        "Relative change ||W - W0||/||W0|| per layer (its spread over layers is the change variance) "
-                       "and effective rank minus iteration 0's, at the last checkpoint.")
+                       "and effective rank minus iteration 0's, at the last checkpoint of seed 0's run.")
     number += 1
     losses, number = loss_section(summary, number)
-    training = _table(["regime", "schedule", "lr", "min lr", "train samples", "seed"],
-                      [[r, *(str(summary["runs"][r]["training"][k]) for k in ("lr_decay_style", "lr", "min_lr", "train_samples", "seed"))]
-                       for r in summary["regimes"]])
+    training = _table(["regime", "schedule", "lr", "min lr", "train samples", "seeds"],
+                      [[r, *(str(summary["runs"][r][0]["training"][k]) for k in ("lr_decay_style", "lr", "min_lr", "train_samples")),
+                        ", ".join(str(run["training"]["seed"]) for run in summary["runs"][r])] for r in summary["regimes"]])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>curate experiment</title>
 <style>{STYLE}{EXTRA_STYLE}</style></head>
@@ -224,10 +269,12 @@ def render_experiment_report(summary: dict) -> str:
 {_legend(summary)}
 {training}
 {verdict_section(summary)}
+{exposure_section(summary)}
 {table1_section(summary)}
 <h2>Parameter-space diagnostics at the last checkpoint</h2>
 {figures}
 {change_variance_table(summary)}
+{alpha_table(summary)}
 {losses}
 {coverage_section(summary)}
 <script>{RENDER_CHECK}</script>

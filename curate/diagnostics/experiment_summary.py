@@ -1,30 +1,43 @@
 """An experiment's numbers in one place (`EXP/summary.json`), and the verdict on each finding of the paper.
 
-Per regime: its build's counts and coverage statistics (the rows `curate report` shows), the
-training recipe, the paper's Table 1 (share of fitted matrices with alpha in [2, 6] at each
-milestone, with the trend word of `curate.diagnostics.summary`), the final checkpoint's alphas and
-layer-wise profiles (Figures 1, 2, 3 and 7), and the held-out loss at every checkpoint.
+Every regime trains with several seeds. Per regime: its build's counts and coverage statistics
+(the rows `curate report` shows), how often a run met each phase's data (`exposure`), and per
+seed the training recipe, the paper's Table 1 (share of fitted matrices with alpha in [2, 6] at
+each milestone, with the trend word of `curate.diagnostics.summary`), the final checkpoint's
+alphas and layer-wise profiles (Figures 1, 2, 3 and 7) and the held-out loss at every checkpoint;
+`aggregate` gives the mean and sample standard deviation over seeds of what the report shows as
+one number per regime.
 
-Each verdict is computed from those numbers by a rule stated in VERDICT_RULES, and is "seen",
-"not seen" or "not measurable at this scale": a share moves in steps of one matrix, so with
-fewer than MIN_FITTED fitted matrices one matrix is more than the 2-point tolerance, and
-layer-wise figures need at least MIN_LAYERS layers to have a shape.
+Each verdict applies the condition stated in VERDICT_RULES seed by seed, as a margin that is
+positive when the condition holds, and calls a finding seen only when it holds beyond the seed
+noise (NOISE_RULE): one seed's difference between regimes can be the initialisation's doing.
+A finding is "not measurable at this scale" when any seed is: a share moves in steps of one
+matrix, so with fewer than MIN_FITTED fitted matrices one matrix is more than the 2-point
+tolerance, and layer-wise figures need at least MIN_LAYERS layers to have a shape.
 """
 
 from __future__ import annotations
+
+import math
+import statistics
+from typing import Callable, Iterable
 
 from curate.curation.manifest import read_json, read_jsonl
 from curate.curation.report import SUMMARY_ROWS, load_builds, metric, section
 from curate.curation.storage import join
 from curate.diagnostics.summary import ALPHA_RANGE, TREND_RULE, trend_word
+from curate.trainer.data import manifest_epochs
 
 MIN_FITTED = 50
 MIN_LAYERS = 4
 POINTS = 2.0
 STABLE_POINTS = 5.0
 RELATIVE = 0.1
+NOISE_FACTOR = 2.0
 ATTENTION, MLP = "self_attn.v_proj", "mlp.up_proj"
-SEEN, NOT_SEEN, NOT_MEASURABLE = "seen", "not seen", "not measurable at this scale"
+SEEN, NOT_SEEN, WITHIN_NOISE = "seen", "not seen", "within noise"
+ONE_SEED, NOT_MEASURABLE = "one seed: noise unknown", "not measurable at this scale"
+HOLDS, FAILS = "holds beyond noise", "fails beyond noise"
 VERDICT_RULES = {
     "A stable": f"from its second milestone on, A's share never falls more than {STABLE_POINTS:g} points below "
     "its value there (the paper: 81.7 at 20k, 78.6 at 72k)",
@@ -36,6 +49,14 @@ VERDICT_RULES = {
     "attention/MLP asymmetry": f"at the last checkpoint, the spread over regimes (max - min) of the mean alpha of "
     f"{ATTENTION} is larger than that of {MLP}",
 }
+NOISE_RULE = (
+    "runs of different regimes with the same seed index are paired (same initialisation); each finding has one or "
+    "more parts, each with a margin per seed that is positive when the part of its rule holds; a part holds beyond "
+    f"noise when the mean margin over seeds is above {NOISE_FACTOR:g} standard errors (SE = sample standard deviation "
+    f"/ sqrt(seeds)), fails beyond noise when it is below -{NOISE_FACTOR:g} SE, and is within noise otherwise; a "
+    f"finding is \"{NOT_SEEN}\" when any part fails beyond noise, \"{SEEN}\" when every part holds beyond noise, "
+    f"otherwise \"{WITHIN_NOISE}\"; with one seed there is no noise estimate and the finding is \"{ONE_SEED}\""
+)
 
 
 def coverage(build: str) -> list[dict]:
@@ -59,6 +80,17 @@ def build_record(build: str) -> dict:
     }
 
 
+def exposure(manifest: dict, training: dict) -> dict:
+    """How many times a run met each phase's data, and for a recipe that repeats phase-1 documents
+    (its settings' `repeat_times`, regime C) how many times each repeated document was seen: copies
+    x phase-1 epochs, the number the repetition regime is about, which epochs alone hide."""
+    epochs = manifest_epochs(manifest, training["seq_length"], training["train_samples"])
+    copies = manifest.get("recipe", {}).get("settings", {}).get("repeat_times")
+    if copies is None:
+        return {"epochs": epochs}
+    return {"epochs": epochs, "copies": copies, "times_seen": copies * epochs["phase-1"]}
+
+
 def layerwise(records: list[dict]) -> dict:
     """Per module type with layers: the layer indices and each figure by layer."""
     modules: dict[str, dict] = {}
@@ -70,19 +102,21 @@ def layerwise(records: list[dict]) -> dict:
     return modules
 
 
-def run_record(root: str, regime: str) -> dict:
-    """Table 1, the final checkpoint's figures and the held-out losses of one regime's run."""
-    config = read_json(join(root, "runs", regime, "config.json"))
+def run_record(root: str, regime: str, seed: int) -> dict:
+    """Table 1, the final checkpoint's figures and the held-out losses of one regime's run with seed index `seed`."""
+    folder = f"seed-{seed}"
+    config = read_json(join(root, "runs", regime, folder, "config.json"))
     total = config["train_samples"] // config["global_batch_size"]
-    diagnosis = read_json(join(root, "diagnostics", regime, "summary.json"))
+    diagnosis = read_json(join(root, "diagnostics", regime, folder, "summary.json"))
     checkpoints = diagnosis["checkpoints"]
     milestones = [c for c in checkpoints if c["step"]]
     shares = [c["share_alpha_in_range"] for c in milestones]
     final = checkpoints[-1]
-    final_records = read_jsonl(join(root, "diagnostics", regime, final["checkpoint"], "matrices.jsonl"))
-    evaluation = read_json(join(root, "eval", f"{regime}.json"))
+    final_records = read_jsonl(join(root, "diagnostics", regime, folder, final["checkpoint"], "matrices.jsonl"))
+    (evaluation,) = [s for s in read_json(join(root, "eval", f"{regime}.json"))["seeds"] if s["seed"] == seed]
     return {
-        "training": {key: config[key] for key in ("lr_decay_style", "lr", "min_lr", "train_samples", "seed", "num_layers")},
+        "training": {key: config[key] for key in
+                     ("lr_decay_style", "lr", "min_lr", "train_samples", "seq_length", "seed", "num_layers")},
         "table1": {
             "checkpoints": [c["checkpoint"] for c in milestones],
             "steps": [c["step"] for c in milestones],
@@ -104,111 +138,167 @@ def run_record(root: str, regime: str) -> dict:
     }
 
 
-def _points(share: float | None) -> float | None:
-    return None if share is None else 100.0 * share
-
-
-def _final_points(runs: dict, regime: str) -> float | None:
-    return _points(runs[regime]["table1"]["shares"][-1]) if regime in runs else None
-
-
-def _shares_measurable(runs: dict, regimes: list[str]) -> bool:
-    return all(regime in runs and min(runs[regime]["table1"]["fitted"], default=0) >= MIN_FITTED for regime in regimes)
-
-
-def _verdict(finding: str, status: str, figures: dict) -> dict:
-    return {"finding": finding, "status": status, "figures": figures, "rule": VERDICT_RULES[finding]}
-
-
-def _stable(runs: dict) -> dict:
-    finding = "A stable"
-    if "A" not in runs:
-        return _verdict(finding, NOT_MEASURABLE, {})
-    points = [_points(s) for s in runs["A"]["table1"]["shares"]]
-    figures = {"A shares (%)": points}
-    if not _shares_measurable(runs, ["A"]) or len(points) < 2 or None in points:
-        return _verdict(finding, NOT_MEASURABLE, figures)
-    drop = points[1] - min(points[1:])
-    return _verdict(finding, SEEN if drop <= STABLE_POINTS else NOT_SEEN, figures | {"largest fall (points)": drop})
-
-
-def _mean(values) -> float | None:
+def _mean(values: Iterable) -> float | None:
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else None
 
 
-def _optimizer_signal(runs: dict) -> dict:
-    finding = "B differs from A in change variance, not in delta effective rank"
-    if "A" not in runs or "B" not in runs:
-        return _verdict(finding, NOT_MEASURABLE, {})
-    cv = {r: _mean(runs[r]["final"]["change_variance"].values()) for r in "AB"}
-    der = {r: runs[r]["final"]["delta_effective_rank_mean"] for r in "AB"}
-    figures = {"change variance A, B": [cv["A"], cv["B"]], "delta effective rank A, B": [der["A"], der["B"]]}
-    layers = runs["A"]["training"]["num_layers"]
-    if layers < MIN_LAYERS or None in cv.values() or None in der.values():
-        return _verdict(finding, NOT_MEASURABLE, figures)
-    differs = abs(cv["B"] - cv["A"]) > RELATIVE * abs(cv["A"])
-    same = abs(der["B"] - der["A"]) <= RELATIVE * max(abs(der["A"]), abs(der["B"]))
-    return _verdict(finding, SEEN if differs and same else NOT_SEEN, figures)
+def spread(values: Iterable) -> dict:
+    """Mean and sample standard deviation (ddof=1) of the values present, and how many there are."""
+    present = [v for v in values if v is not None]
+    return {"mean": statistics.fmean(present) if present else None,
+            "sd": statistics.stdev(present) if len(present) > 1 else None, "n": len(present)}
 
 
-def _recovers(runs: dict) -> dict:
-    finding = "C recovers toward A by the end"
-    if "A" not in runs or "C" not in runs:
-        return _verdict(finding, NOT_MEASURABLE, {})
-    gaps = [None if a is None or c is None else 100.0 * (a - c)
-            for a, c in zip(runs["A"]["table1"]["shares"], runs["C"]["table1"]["shares"])]
-    figures = {"A - C per milestone (points)": gaps}
-    if not _shares_measurable(runs, ["A", "C"]) or not gaps or gaps[-1] is None:
-        return _verdict(finding, NOT_MEASURABLE, figures)
-    return _verdict(finding, SEEN if gaps[-1] <= POINTS else NOT_SEEN, figures)
+def _loss_spread(entries: tuple[dict, ...]) -> dict:
+    """One checkpoint's held-out losses over seeds (the seeds share their checkpoints and holdout)."""
+    first = entries[0]
+    return {
+        "iteration": first["iteration"],
+        "fraction": first["fraction"],
+        "overall": {"loss": spread(e["overall"]["loss"] for e in entries), "tokens": first["overall"]["tokens"]},
+        "slices": {kind: {name: {"loss": spread(e["slices"].get(kind, {}).get(name, {}).get("loss") for e in entries),
+                                 "tokens": figures["tokens"]} for name, figures in slices.items()}
+                   for kind, slices in first["slices"].items()},
+    }
 
 
-def _keeps_gap(runs: dict) -> dict:
-    finding = "D keeps a gap"
-    if "A" not in runs or "D" not in runs:
-        return _verdict(finding, NOT_MEASURABLE, {})
-    others = [r for r in ("A", "C") if r in runs]
-    finals = {r: _final_points(runs, r) for r in [*others, "D"]}
-    figures = {"final share (%)": finals}
-    if not _shares_measurable(runs, [*others, "D"]) or None in finals.values():
-        return _verdict(finding, NOT_MEASURABLE, figures)
-    below = all(finals["D"] < finals[r] for r in others)
-    return _verdict(finding, SEEN if below else NOT_SEEN, figures)
+def aggregate(records: list[dict]) -> dict:
+    """Mean and spread over one regime's seeds of each number the report shows once per regime;
+    the seeds share their milestones and checkpoints, only the seed differs."""
+    finals = [r["final"] for r in records]
+    shares = [spread(values) for values in zip(*(r["table1"]["shares"] for r in records))]
+
+    def by_module(key: str) -> dict:
+        return {m: spread(f[key].get(m) for f in finals) for m in sorted({m for f in finals for m in f[key]})}
+
+    return {
+        "table1": {"shares": shares, "trend": trend_word([s["mean"] for s in shares])},
+        "initial_share": spread(r["initial_share"] for r in records),
+        "change_variance": by_module("change_variance"),
+        "change_variance_mean": spread(_mean(f["change_variance"].values()) for f in finals),
+        "delta_effective_rank_mean": spread(f["delta_effective_rank_mean"] for f in finals),
+        "module_alpha_mean": by_module("module_alpha_mean"),
+        "eval": [_loss_spread(entries) for entries in zip(*(r["eval"] for r in records))],
+    }
 
 
-def _asymmetry(runs: dict) -> dict:
-    finding = "attention/MLP asymmetry"
-    means = {module: {r: run["final"]["module_alpha_mean"].get(module) for r, run in runs.items()} for module in (ATTENTION, MLP)}
-    spreads = {}
-    for module, by_regime in means.items():
-        values = [v for v in by_regime.values() if v is not None]
-        spreads[module] = max(values) - min(values) if len(values) >= 2 else None
-    figures = {"mean alpha": means, "spread over regimes": spreads}
-    layers = min((run["training"]["num_layers"] for run in runs.values()), default=0)
-    if layers < MIN_LAYERS or None in spreads.values():
-        return _verdict(finding, NOT_MEASURABLE, figures)
-    return _verdict(finding, SEEN if spreads[ATTENTION] > spreads[MLP] else NOT_SEEN, figures)
+def _points(share: float | None) -> float | None:
+    return None if share is None else 100.0 * share
+
+
+def _final_points(run: dict) -> float | None:
+    return _points(run["table1"]["shares"][-1]) if run["table1"]["shares"] else None
+
+
+def _shares_measurable(seed: dict, regimes: Iterable[str]) -> bool:
+    return all(min(seed[regime]["table1"]["fitted"], default=0) >= MIN_FITTED for regime in regimes)
+
+
+def _part(margins: list[float]) -> dict:
+    """One part's per-seed margins against their noise: the mean beyond NOISE_FACTOR standard errors or not."""
+    mean = statistics.fmean(margins)
+    if len(margins) < 2:
+        return {"margins": margins, "mean": mean, "se": None, "2se": None, "result": ONE_SEED}
+    se = statistics.stdev(margins) / math.sqrt(len(margins))
+    bound = NOISE_FACTOR * se
+    result = HOLDS if mean > bound else FAILS if mean < -bound else WITHIN_NOISE
+    return {"margins": margins, "mean": mean, "se": se, "2se": bound, "result": result}
+
+
+def _judge(finding: str, runs: dict, regimes: list[str], margins: Callable[[dict], dict | None]) -> dict:
+    """The verdict on a finding from `margins`, which maps one seed's runs ({regime: record}, the
+    records of `regimes` with the same seed index) to {part: margin}, or to None when not measurable."""
+    verdict = {"finding": finding, "rule": VERDICT_RULES[finding], "parts": {}, "unmeasurable_seeds": []}
+    if not regimes or any(not runs.get(regime) for regime in regimes):
+        return verdict | {"status": NOT_MEASURABLE}
+    per_seed = [margins(dict(zip(regimes, records))) for records in zip(*(runs[r] for r in regimes))]
+    unmeasurable = [index for index, m in enumerate(per_seed) if m is None]
+    if unmeasurable:
+        return verdict | {"status": NOT_MEASURABLE, "unmeasurable_seeds": unmeasurable}
+    parts = {part: _part([m[part] for m in per_seed]) for part in per_seed[0]}
+    results = [p["result"] for p in parts.values()]
+    if len(per_seed) < 2:
+        status = ONE_SEED
+    else:
+        status = NOT_SEEN if FAILS in results else SEEN if all(r == HOLDS for r in results) else WITHIN_NOISE
+    return verdict | {"status": status, "parts": parts}
+
+
+def _stable(seed: dict) -> dict | None:
+    points = [_points(s) for s in seed["A"]["table1"]["shares"]]
+    if not _shares_measurable(seed, "A") or len(points) < 2 or None in points:
+        return None
+    return {f"{STABLE_POINTS:g} - A's largest fall after its second milestone (points)": STABLE_POINTS - (points[1] - min(points[1:]))}
+
+
+def _optimizer_signal(seed: dict) -> dict | None:
+    cv = {r: _mean(seed[r]["final"]["change_variance"].values()) for r in "AB"}
+    der = {r: seed[r]["final"]["delta_effective_rank_mean"] for r in "AB"}
+    if seed["A"]["training"]["num_layers"] < MIN_LAYERS or None in cv.values() or None in der.values():
+        return None
+    return {
+        f"|change variance B - A| - {RELATIVE:.0%} of A's": abs(cv["B"] - cv["A"]) - RELATIVE * abs(cv["A"]),
+        f"{RELATIVE:.0%} of the larger delta effective rank - |B - A|":
+            RELATIVE * max(abs(der["A"]), abs(der["B"])) - abs(der["B"] - der["A"]),
+    }
+
+
+def _recovers(seed: dict) -> dict | None:
+    a, c = _final_points(seed["A"]), _final_points(seed["C"])
+    if not _shares_measurable(seed, "AC") or a is None or c is None:
+        return None
+    return {f"{POINTS:g} - (A - C final share) (points)": POINTS - (a - c)}
+
+
+def _keeps_gap(seed: dict) -> dict | None:
+    finals = {r: _final_points(run) for r, run in seed.items()}
+    if not _shares_measurable(seed, seed) or None in finals.values():
+        return None
+    return {f"{r} - D final share (points)": finals[r] - finals["D"] for r in seed if r != "D"}
+
+
+def _asymmetry(seed: dict) -> dict | None:
+    spreads = []
+    for module in (ATTENTION, MLP):
+        values = [v for run in seed.values() if (v := run["final"]["module_alpha_mean"].get(module)) is not None]
+        spreads.append(max(values) - min(values) if len(values) >= 2 else None)
+    if min(run["training"]["num_layers"] for run in seed.values()) < MIN_LAYERS or None in spreads:
+        return None
+    return {f"spread of {ATTENTION} mean alpha - spread of {MLP}'s": spreads[0] - spreads[1]}
 
 
 def verdicts(runs: dict) -> list[dict]:
-    """One row per finding of the paper, in the paper's order."""
-    return [_stable(runs), _optimizer_signal(runs), _recovers(runs), _keeps_gap(runs), _asymmetry(runs)]
+    """One row per finding of the paper, in the paper's order; `runs` is {regime: [record per seed]}."""
+    findings = list(VERDICT_RULES)
+    return [
+        _judge(findings[0], runs, ["A"], _stable),
+        _judge(findings[1], runs, ["A", "B"], _optimizer_signal),
+        _judge(findings[2], runs, ["A", "C"], _recovers),
+        _judge(findings[3], runs, ["A", *(["C"] if "C" in runs else []), "D"], _keeps_gap),
+        _judge(findings[4], runs, list(runs), _asymmetry),
+    ]
 
 
-def experiment_summary(root: str, regimes: list[str], preset: str, slice_field: str | None) -> dict:
-    """Everything the experiment's report shows, read from the experiment folder `root` (a local path or URL)."""
-    runs = {regime: run_record(root, regime) for regime in regimes}
+def experiment_summary(root: str, regimes: list[str], preset: str, slice_field: str | None, seeds: int) -> dict:
+    """Everything the experiment's report shows, read from the experiment folder `root` (a local path
+    or URL) where every regime ran with seed indices 0..seeds-1."""
+    runs = {regime: [run_record(root, regime, seed) for seed in range(seeds)] for regime in regimes}
     return {
         "preset": preset,
         "regimes": regimes,
+        "seeds": seeds,
         "slice_field": slice_field,
         "alpha_range": list(ALPHA_RANGE),
         "trend_rule": TREND_RULE,
         "builds": {regime: build_record(join(root, "builds", regime)) for regime in regimes},
+        "exposure": {regime: exposure(read_json(join(root, "builds", regime, "manifest.json")), runs[regime][0]["training"])
+                     for regime in regimes},
         "runs": runs,
+        "aggregate": {regime: aggregate(records) for regime, records in runs.items()},
         "verdicts": verdicts(runs),
         "verdict_rules": VERDICT_RULES,
+        "noise_rule": NOISE_RULE,
         "scale_rule": f"shares need at least {MIN_FITTED} fitted matrices per checkpoint and layer-wise figures "
-        f"at least {MIN_LAYERS} layers to be measurable",
+        f"at least {MIN_LAYERS} layers to be measurable, on every seed",
     }

@@ -1,14 +1,17 @@
 """`curate experiment`: the paper's controlled study (section 4) in one resumable command.
 
-EXP/builds/A is built from the input and the other regimes are derived from it; every regime
-then trains with the same preset, seed, tokenizer and sample budget (only the build's recipe
-overrides and phase 1 differ), from an iteration-0 checkpoint to the paper's milestones. Each
-checkpoint is diagnosed against iteration 0 and evaluated on the holdout every build shares. summary.json and
-report.html come last.
+EXP/builds/A is built from the input (by default a seeded sample of the preset's size of its
+deduplicated documents) and the other regimes are derived from it. Every regime then trains with
+the same preset, tokenizer and sample budget (only the build's recipe overrides and phase 1
+differ) and with each of `seeds` seeds (different initialisation and data order, the same for every
+regime), from an iteration-0 checkpoint to the paper's milestones. The budget is one pass over the
+base build's tokens, phase 1 in the first half, as in the paper; `--train-option train_samples=N`
+sets another. Each checkpoint is diagnosed against iteration 0 while the run trains and evaluated
+on the holdout every build shares. summary.json and report.html come last.
 
-Each regime's training, diagnostics and evaluation are one Ray task: with `gpus_per_run` the
-task asks for that many GPUs, so a cluster with enough of them trains the regimes at once;
-without, it asks for every CPU of the largest node, so a laptop trains them one after another.
+Each run (one regime, one seed) is one Ray task: with `gpus_per_run` the task asks for that many
+GPUs, so a cluster with enough of them trains the runs at once; without, it asks for every CPU
+of the largest node, so a laptop trains them one after another, every regime's first seed first.
 
 Resume: every part leaves a marker that says it finished (a build's manifest, the run's
 final checkpoint, each checkpoint's diagnostics summary and evaluation file); a rerun skips
@@ -36,7 +39,7 @@ from curate.curation.manifest import (
 from curate.curation.storage import absolute, exists, isdir, join, listdir
 from curate.jobs.build import BuildConfig, RunOptions, run_build
 from curate.jobs.experiment_layout import Layout, write_if_changed
-from curate.jobs.experiment_regime import run_regime
+from curate.jobs.experiment_regime import run_regime, write_evaluation
 from curate.jobs.ray_cluster import init_ray
 from curate.regimes import default_study, get_regime
 
@@ -55,6 +58,7 @@ class ExperimentConfig:
     train_overrides: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
     slice_field: str | None = "meta.source"
+    seeds: int = 3
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,8 @@ def check_config(config: ExperimentConfig) -> None:
     """Refuse, with one line, what cannot run: evaluation without a holdout, settings that cannot work."""
     if not 0 < config.base.holdout < 1:
         raise UserError("the experiment evaluates on held-out data: --holdout must be in (0, 1)")
+    if config.seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {config.seeds}")
     for name in config.regimes:
         get_regime(name).transform.check(config.settings.get(name, {}))
 
@@ -115,22 +121,47 @@ def build_regimes(config: ExperimentConfig, layout: Layout, echo: Callable[[str]
         if regime == config.base.regime:
             build = replace(config.base, settings=settings)
         else:
-            build = replace(config.base, regime=regime, inputs=(), source=layout.build(config.base.regime), settings=settings)
+            build = replace(config.base, regime=regime, inputs=(), source=layout.build(config.base.regime), settings=settings,
+                            sample_docs=0)
         echo(f"building {regime} -> {out}")
         run_build(build, RunOptions(output=out, resume=isdir(out), quiet=True))
 
 
-def train_config(config: ExperimentConfig, layout: Layout, regime: str):
-    """The regime's training configuration: the shared preset and overrides, under its build's recipe."""
+def sample_budget(config: ExperimentConfig, layout: Layout) -> dict:
+    """One pass over the base build's packed sequences (phase 1 in the first half), with the preset's
+    share of warmup; nothing when the user set `train_samples` (their budget wins)."""
+    from curate.trainer.config import resolve_config
+    from curate.trainer.data import phase_sequences
+
+    if "train_samples" in config.train_overrides:
+        return {}
+    preset = resolve_config(config.preset, config.train_overrides)
+    manifest = load_manifest(layout.build(config.base.regime))
+    sequences = sum(phase_sequences(phase, preset.seq_length) for phase in manifest["phases"])
+    samples = max(1, sequences // preset.global_batch_size) * preset.global_batch_size
+    budget = {"train_samples": samples}
+    if "lr_warmup_samples" not in config.train_overrides:
+        budget["lr_warmup_samples"] = round(preset.lr_warmup_samples * samples / preset.train_samples)
+    return budget
+
+
+def train_config(config: ExperimentConfig, layout: Layout, regime: str, seed: int):
+    """The run's training configuration: the shared preset, budget and overrides under its build's
+    recipe; seed n trains with the configuration's seed plus n."""
     from curate.trainer.config import resolve_config
 
     recipe = load_manifest(layout.build(regime)).get("recipe", {}).get("train_overrides", {})
-    return resolve_config(config.preset, recipe, config.train_overrides)
+    resolved = resolve_config(config.preset, recipe, sample_budget(config, layout) | config.train_overrides)
+    return replace(resolved, seed=resolved.seed + seed)
 
 
-def regime_done(layout: Layout, regime: str) -> bool:
-    """The regime's last part (its evaluation file, written after its diagnostics) exists."""
-    return exists(layout.evaluation(regime)) and exists(layout.diagnostics(regime), "summary.json")
+def run_done(layout: Layout, regime: str, seed: int, train_iters: int) -> bool:
+    """The run's last part (its last checkpoint's evaluation, written after its diagnostics) exists."""
+    from curate.trainer.checkpoint import checkpoint_name
+
+    return exists(layout.diagnostics(regime, seed), "summary.json") and exists(
+        layout.evaluation(regime, seed, checkpoint_name(train_iters))
+    )
 
 
 def _largest_node_cpus() -> float:
@@ -148,18 +179,21 @@ def run_experiment(config: ExperimentConfig, options: ExperimentOptions, echo: C
     claim_folder(layout, config)
     init_ray(options.address, options.num_cpus)
     build_regimes(config, layout, echo)
-    configs = {regime: train_config(config, layout, regime) for regime in config.regimes}
-    pending = [regime for regime in config.regimes if not regime_done(layout, regime)]
+    runs = [(regime, seed) for seed in range(config.seeds) for regime in config.regimes]
+    configs = {run: train_config(config, layout, *run) for run in runs}
+    pending = [run for run in runs if not run_done(layout, *run, configs[run].train_iters)]
     if pending:
         resources = ({"num_gpus": options.gpus_per_run, "num_cpus": 1} if options.gpus_per_run > 0
                      else {"num_cpus": _largest_node_cpus()})
-        echo(f"training, diagnosing and evaluating {', '.join(pending)}")
+        echo(f"training, diagnosing and evaluating {len(pending)} runs: {', '.join(f'{r} seed {s}' for r, s in pending)}")
         task = ray.remote(run_regime).options(**resources)
-        refs = {regime: task.remote(configs[regime], layout.root, regime, config.slice_field) for regime in pending}
-        for regime, ref in refs.items():
+        refs = {run: task.remote(configs[run], layout.root, *run, config.slice_field) for run in pending}
+        for (regime, seed), ref in refs.items():
             ray.get(ref)
-            echo(f"{regime}: trained, diagnosed and evaluated")
-    summary = experiment_summary(layout.root, list(config.regimes), config.preset, config.slice_field)
+            echo(f"{regime} seed {seed}: trained, diagnosed and evaluated")
+    for regime in config.regimes:
+        write_evaluation(layout, regime, config.seeds, config.slice_field)
+    summary = experiment_summary(layout.root, list(config.regimes), config.preset, config.slice_field, config.seeds)
     write_if_changed(join(layout.root, "summary.json"), canonical_json(summary))
     write_if_changed(join(layout.root, "report.html"), render_experiment_report(summary))
     return summary

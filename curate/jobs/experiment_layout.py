@@ -18,16 +18,17 @@ class Layout:
     def build(self, regime: str) -> str:
         return join(self.root, "builds", regime)
 
-    def run(self, regime: str) -> str:
-        return join(self.root, "runs", regime)
+    def run(self, regime: str, seed: int) -> str:
+        return join(self.root, "runs", regime, f"seed-{seed}")
 
-    def diagnostics(self, regime: str, checkpoint: str | None = None) -> str:
-        return join(self.root, "diagnostics", regime, *([checkpoint] if checkpoint else []))
+    def diagnostics(self, regime: str, seed: int, checkpoint: str | None = None) -> str:
+        return join(self.root, "diagnostics", regime, f"seed-{seed}", *([checkpoint] if checkpoint else []))
 
-    def evaluation(self, regime: str, checkpoint: str | None = None) -> str:
-        if checkpoint is None:
+    def evaluation(self, regime: str, seed: int | None = None, checkpoint: str | None = None) -> str:
+        """`eval/<regime>.json` (every seed), or one checkpoint's `eval/<regime>/seed-<n>/<checkpoint>.json`."""
+        if seed is None:
             return join(self.root, "eval", f"{regime}.json")
-        return join(self.root, "eval", regime, f"{checkpoint}.json")
+        return join(self.root, "eval", regime, f"seed-{seed}", f"{checkpoint}.json")
 
 
 def write_if_changed(path: str, text: str) -> bool:

@@ -113,6 +113,18 @@ class PackedPhases:
         return {phase.name: count / phase.sequences for phase, count in zip(self.phases, counts)}
 
 
+def phase_sequences(phase: dict, seq_length: int) -> int:
+    """A manifest phase's packed sequences without reading it: its stream is its tokens plus one EOD per document."""
+    return max(0, (phase["tokens"] + phase["rows"] - 1) // seq_length)
+
+
+def manifest_epochs(manifest: dict, seq_length: int, train_samples: int) -> dict[str, float]:
+    """How many passes over each phase's sequences a run of `train_samples` makes (as PackedPhases.epochs)."""
+    by_name = {phase["name"]: phase for phase in manifest["phases"]}
+    counts = [train_samples // 2, train_samples - train_samples // 2]
+    return {name: count / max(1, phase_sequences(by_name[name], seq_length)) for name, count in zip(PHASES, counts)}
+
+
 def load_packed_phases(build: str, seq_length: int, train_samples: int, seed: int) -> tuple[PackedPhases, dict]:
     """Read a complete build's phases; returns the packed data and the build's manifest."""
     manifest = load_manifest(build)
