@@ -10,6 +10,10 @@ memory sampled every 0.2 s. Goals (issue 14): time per MB grows by at most 1.3x 
 the large input, the driver's peak memory by at most 1.25x, and the build's CPU time within 3x of
 tokenizing the same texts alone with the build's tokenizer on one thread.
 
+Each build also gets a table of where its time and CPU went: the build runs with `--json` progress,
+and the arrival of each finished-stage line bounds that stage's window; the process tree's
+cumulative CPU, sampled with its time, is read (interpolated) at the window's ends.
+
 Short: `--short-lines` documents of 40 to 200 characters, as chat logs and snippet crawls are: the
 lines of that length of the small corpus, then of the large one (issue 26). Its cost per document
 and driver peak are set against the small build's.
@@ -20,6 +24,7 @@ and driver peak are set against the small build's.
 from __future__ import annotations
 
 import argparse
+import bisect
 import gzip
 import json
 import os
@@ -30,6 +35,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import psutil
 
@@ -74,11 +80,16 @@ def texts_of(path: Path) -> list[str]:
         return [json.loads(line)["text"] for line in handle if line.strip()]
 
 
-def watch_process(process: subprocess.Popen) -> tuple[int, float]:
+Sample = tuple[float, float]  # (time.perf_counter, CPU seconds of the process tree so far)
+
+
+def watch_process(process: subprocess.Popen, started: float) -> tuple[int, list[Sample]]:
     """Peak resident memory of `process` alone (the driver; Ray's workers are other processes), and
     the CPU seconds of it and every process under it (Ray's raylet and workers), sampled every
-    0.2 s: a process that ends between samples loses at most its last 0.2 s."""
-    peak, cpu = 0, {}
+    0.2 s: a process that ends between samples loses at most its last 0.2 s. Each sample keeps the
+    tree's cumulative CPU with its time, so that any window of the build (a stage) can be charged
+    the CPU spent in it; the last sample is the build's total."""
+    peak, cpu, samples = 0, {}, [(started, 0.0)]
     watched = psutil.Process(process.pid)
     while process.poll() is None:
         try:
@@ -91,28 +102,91 @@ def watch_process(process: subprocess.Popen) -> tuple[int, float]:
                     continue
         except psutil.Error:
             break
+        samples.append((time.perf_counter(), sum(cpu.values())))
         time.sleep(0.2)
-    return peak, sum(cpu.values())
+    return peak, samples
+
+
+def read_progress(stream: IO[str], events: list[tuple[float, dict]], others: list[str]) -> None:
+    """Collect the build's JSON stage events from its stderr with the time each arrived: the
+    arrival times are the stage boundaries, on the same clock as the CPU samples (the events' own
+    `seconds` leave out the gaps between stages). Lines that are not finished-stage events (ticks
+    of a running stage, Ray's log lines) are kept for the error message."""
+    for line in stream:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict) and record.get("state") in ("done", "skipped"):
+            events.append((time.perf_counter(), record))
+        elif not (isinstance(record, dict) and record.get("state") == "running"):
+            others.append(line)
+
+
+def cpu_at(samples: list[Sample], moment: float) -> float:
+    """The tree's cumulative CPU seconds at `moment`, interpolated linearly between the samples
+    around it (clamped to the first and last): stage events fall between 0.2 s samples."""
+    times = [at for at, _ in samples]
+    index = bisect.bisect_left(times, moment)
+    if index == 0:
+        return samples[0][1]
+    if index == len(samples):
+        return samples[-1][1]
+    (before, low), (after, high) = samples[index - 1], samples[index]
+    return low + (high - low) * (moment - before) / (after - before) if after > before else high
+
+
+def stage_windows(started: float, ended: float, events: list[tuple[float, dict]], samples: list[Sample]) -> list[dict]:
+    """Wall and CPU seconds of each stage's window (from the previous event to its own), plus the
+    part before the first stage (imports, Ray start: the first stage's window starts its reported
+    `seconds` before its event) and after the last (to exit). The windows tile [started, ended],
+    so their CPU adds up to the build's total."""
+    first_start = events[0][0] - (events[0][1].get("seconds") or 0.0) if events else ended
+    cuts = [started, max(started, first_start), *(at for at, _ in events), ended]
+    names = ["(before first stage: imports, Ray start)", *(record["stage"] for _, record in events),
+             "(after last stage, to exit)"]  # fmt: skip
+    return [{"stage": name, "wall": end - start, "cpu": cpu_at(samples, end) - cpu_at(samples, start)}
+            for name, start, end in zip(names, cuts, cuts[1:])]  # fmt: skip
 
 
 def build(input_path: Path, out: Path, num_cpus: int) -> dict:
     """One `curate build --regime A` in its own process: wall seconds, CPU seconds of its process
-    tree and driver peak memory."""
+    tree, driver peak memory, and the wall and CPU seconds of each stage (from `--json` progress)."""
     command = [*CURATE, "build", "--regime", "A", "--input", str(input_path), "--output", str(out),
-               "--num-cpus", str(num_cpus), "--quiet", "--overwrite"]  # fmt: skip
+               "--num-cpus", str(num_cpus), "--json", "--overwrite"]  # fmt: skip
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
-    watched = [(0, 0.0)]
-    sampler = threading.Thread(target=lambda: watched.__setitem__(0, watch_process(process)))
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watched: list = [(0, [(started, 0.0)])]
+    events: list[tuple[float, dict]] = []
+    errors: list[str] = []
+    sampler = threading.Thread(target=lambda: watched.__setitem__(0, watch_process(process, started)))
+    reader = threading.Thread(target=read_progress, args=(process.stderr, events, errors))
     sampler.start()
-    _, errors = process.communicate()
+    reader.start()
+    process.stdout.read()  # the JSON summary; the manifest below holds what we need
+    process.wait()
+    reader.join()
     sampler.join()
     seconds = time.perf_counter() - started
     if process.returncode:
-        raise SystemExit(f"build of {input_path} failed: {errors.strip().splitlines()[-1:]}")
+        raise SystemExit(f"build of {input_path} failed: {''.join(errors).strip().splitlines()[-1:]}")
     manifest = json.loads((out / "manifest.json").read_text())
-    peak, cpu = watched[0]
-    return {"seconds": seconds, "cpu": cpu, "driver_peak": peak, "counts": manifest["counts"]}
+    peak, samples = watched[0]
+    return {"seconds": seconds, "cpu": samples[-1][1], "driver_peak": peak, "counts": manifest["counts"],
+            "stages": stage_windows(started, started + seconds, events, samples)}  # fmt: skip
+
+
+def print_stages(row: dict) -> None:
+    """Where one build's wall and CPU time went, stage by stage."""
+    print(f"\nstages of {row['name']} (CPU of the whole process tree, build CPU {row['cpu']:.1f} s):")
+    print("| stage | wall s | CPU s | share of build CPU |")
+    print("|---|---:|---:|---:|")
+    for stage in row["stages"]:
+        share = stage["cpu"] / row["cpu"] if row["cpu"] else 0.0
+        print(f"| {stage['stage']} | {stage['wall']:.1f} | {stage['cpu']:.1f} | {share:.0%} |")
+    total = sum(stage["cpu"] for stage in row["stages"])
+    print(f"| total | {sum(stage['wall'] for stage in row['stages']):.1f} | {total:.1f} | "
+          f"{total / row['cpu'] if row['cpu'] else 0.0:.0%} |")  # fmt: skip
 
 
 def tokenization_seconds(texts: list[str], tokenizer_path: Path) -> float:
@@ -170,6 +244,8 @@ def main() -> None:
         per_document = (lines["seconds"] / lines["documents"]) / (small["seconds"] / small["documents"])
         print(f"time per document, short / small: {per_document:.2f}x")
         print(f"driver peak memory, short / small: {lines['driver_peak'] / small['driver_peak']:.2f}x")
+    for row in rows:
+        print_stages(row)
     for row in rows:
         print(f"counts {row['name']}: {json.dumps(row['counts'])}")
 
