@@ -156,6 +156,22 @@ def test_seeds_differ_and_each_is_a_plain_curate_train_run(experiment, tmp_path)
     assert (tmp_path / "run" / final).read_bytes() != (runs / "seed-0" / final).read_bytes()
 
 
+def test_on_one_node_the_runs_follow_each_other(experiment):
+    """Each run holds the node's CPUs from its iteration-0 checkpoint to its last evaluation; a run waiting
+    for its watcher must not let the next one start beside it."""
+    exp = experiment[0] / "exp"
+    windows = []
+    for seed in range(SEEDS):
+        for regime in REGIMES:
+            evaluations = sorted((exp / "eval" / regime / f"seed-{seed}").glob("iter_*.json"))
+            start = (exp / "runs" / regime / f"seed-{seed}" / "checkpoints" / "iter_0000000" / "state.json").stat().st_mtime_ns
+            windows.append((start, evaluations[-1].stat().st_mtime_ns, f"{regime} seed {seed}"))
+    windows.sort()
+    assert [name for *_, name in windows] == [f"{r} seed {s}" for s in range(SEEDS) for r in REGIMES]
+    for (_, end, name), (start, _, following) in zip(windows, windows[1:]):
+        assert end < start, f"{following} started before {name} ended"
+
+
 def test_b_keeps_its_learning_rate_and_a_decays(experiment):
     root, _, _ = experiment
 

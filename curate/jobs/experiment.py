@@ -11,7 +11,8 @@ on the holdout every build shares. summary.json and report.html come last.
 
 Each run (one regime, one seed) is one Ray task: with `gpus_per_run` the task asks for that many
 GPUs, so a cluster with enough of them trains the runs at once; without, it asks for every CPU
-of the largest node, so a laptop trains them one after another, every regime's first seed first.
+of the largest node and at most one runs per such node, so a laptop trains them one after
+another, every regime's first seed first.
 
 Resume: every part leaves a marker that says it finished (a build's manifest, the run's
 final checkpoint, each checkpoint's diagnostics summary and evaluation file); a rerun skips
@@ -164,9 +165,22 @@ def run_done(layout: Layout, regime: str, seed: int, train_iters: int) -> bool:
     )
 
 
-def _largest_node_cpus() -> float:
-    """The CPUs of the largest node: a CPU run takes a whole node, so runs on one node follow each other."""
-    return max((node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node["Alive"]), default=1.0) or 1.0
+def _node_cpus() -> list[float]:
+    return [node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node["Alive"]]
+
+
+def _run_all(pending: list[tuple[str, int]], submit: Callable[[tuple[str, int]], "ray.ObjectRef"], limit: int,
+            echo: Callable[[str], None]) -> None:
+    """Submit the runs in order, at most `limit` in flight, and wait for each."""
+    waiting, in_flight = list(pending), {}
+    while waiting or in_flight:
+        while waiting and len(in_flight) < limit:
+            run = waiting.pop(0)
+            in_flight[submit(run)] = run
+        (done,), _ = ray.wait(list(in_flight), num_returns=1)
+        regime, seed = in_flight.pop(done)
+        ray.get(done)
+        echo(f"{regime} seed {seed}: trained, diagnosed and evaluated")
 
 
 def run_experiment(config: ExperimentConfig, options: ExperimentOptions, echo: Callable[[str], None] = print) -> dict:
@@ -183,14 +197,18 @@ def run_experiment(config: ExperimentConfig, options: ExperimentOptions, echo: C
     configs = {run: train_config(config, layout, *run) for run in runs}
     pending = [run for run in runs if not run_done(layout, *run, configs[run].train_iters)]
     if pending:
-        resources = ({"num_gpus": options.gpus_per_run, "num_cpus": 1} if options.gpus_per_run > 0
-                     else {"num_cpus": _largest_node_cpus()})
         echo(f"training, diagnosing and evaluating {len(pending)} runs: {', '.join(f'{r} seed {s}' for r, s in pending)}")
-        task = ray.remote(run_regime).options(**resources)
-        refs = {run: task.remote(configs[run], layout.root, *run, config.slice_field) for run in pending}
-        for (regime, seed), ref in refs.items():
-            ray.get(ref)
-            echo(f"{regime} seed {seed}: trained, diagnosed and evaluated")
+        if options.gpus_per_run > 0:
+            task = ray.remote(run_regime).options(num_gpus=options.gpus_per_run, num_cpus=1)
+            limit = len(pending)
+        else:
+            # A CPU run takes every CPU of the largest node. A run waiting in ray.get inside its task
+            # lends its CPUs back, and Ray would start the next run beside it, so the driver keeps at
+            # most one run per such node in flight: on a laptop the runs follow each other.
+            largest = max(_node_cpus(), default=1.0) or 1.0
+            task = ray.remote(run_regime).options(num_cpus=largest)
+            limit = sum(cpus >= largest for cpus in _node_cpus()) or 1
+        _run_all(pending, lambda run: task.remote(configs[run], layout.root, *run, config.slice_field), limit, echo)
     for regime in config.regimes:
         write_evaluation(layout, regime, config.seeds, config.slice_field)
     summary = experiment_summary(layout.root, list(config.regimes), config.preset, config.slice_field, config.seeds)
