@@ -205,6 +205,7 @@ def test_rerun_redoes_nothing(experiment):
         (["--regimes", "B,A"], "--regimes must start with a base regime"),
         (["--regimes", "A,VL"], "--regimes must start with a base regime"),
         (["--regimes", "A,C", "--repeat-fraction", "0.3"], "--repeat-fraction x --repeat-times must be 1"),
+        (["--regimes", "A,B", "--seeds", "0"], "--seeds must be at least 1, got 0"),
     ],
 )
 def test_what_cannot_run_is_refused_in_one_line_before_any_work(tmp_path, args, message):

@@ -19,6 +19,8 @@ from curate.regimes import default_study, get_regime
 # A CPU preset scales the corpus, not the pass: each run makes one pass over a sample this size of
 # the deduplicated documents (on the mixed corpus, `small` trains about 5 minutes per run on 2 CPUs).
 PRESET_DOCS = {"tiny": 200, "small": 1000, "paper-0.6b": 0}
+# A verdict needs the seed noise, which CPU runs can afford; a paper-0.6b seed is thousands of GPU-hours.
+PRESET_SEEDS = {"tiny": 3, "small": 3, "paper-0.6b": 1}
 
 
 def parse_train_options(pairs: list[str]) -> dict[str, Any]:
@@ -55,7 +57,10 @@ def _experiment_parameters() -> list[inspect.Parameter]:
             "Build from a seeded sample of this many deduplicated documents (0: all); default: the preset's ("
             + ", ".join(f"{preset} {docs or 'all'}" for preset, docs in PRESET_DOCS.items()) + ").")
         )),
-        option("seeds", int, typer.Option(3, help="Train every regime with this many seeds (initialisation and data order).")),
+        option("seeds", Optional[int], typer.Option(None, help=(
+            "Train every regime with this many seeds (initialisation and data order); default: the preset's ("
+            + ", ".join(f"{preset} {seeds}" for preset, seeds in PRESET_SEEDS.items()) + ").")
+        )),
         option("slice_field", Optional[str], typer.Option("meta.source", help="Input metadata field to slice held-out loss by (column.key).")),
         option("train_option", Optional[list[str]], typer.Option(None, "--train-option", help="KEY=VALUE trainer option for every regime.")),
         option("text_field", str, typer.Option("text", help="Field holding the document text.")),
@@ -92,7 +97,8 @@ def experiment(**values: Any) -> None:
     config = ExperimentConfig(base=base, regimes=chosen, preset=values["preset"],
                               train_overrides=parse_train_options(values["train_option"] or []),
                               settings={name: given for name, given in settings.items() if given},
-                              slice_field=values["slice_field"] or None, seeds=values["seeds"])
+                              slice_field=values["slice_field"] or None,
+                              seeds=PRESET_SEEDS.get(values["preset"], 1) if values["seeds"] is None else values["seeds"])
     output = values["output"]
     summary = run_experiment(config, ExperimentOptions(output, values["gpus_per_run"], values["num_cpus"], values["address"]),
                              echo=lambda line: typer.echo(line, err=True))
