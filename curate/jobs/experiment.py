@@ -51,7 +51,7 @@ CONFIG_FILE = "experiment.json"
 class ExperimentConfig:
     """What decides an experiment's results: the base regime's build configuration, the regimes (the
     base first), the preset and the training options every regime shares, each regime's settings
-    given on the command line, and the evaluation slice field."""
+    given on the command line, the evaluation slice field, and how many seeds every regime trains with."""
 
     base: BuildConfig
     regimes: tuple[str, ...]
