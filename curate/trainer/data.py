@@ -52,6 +52,16 @@ def data_fingerprint(manifest: dict, seed: int, seq_length: int) -> str:
     return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
 
 
+def packed_sequences(stream_tokens: int, seq_length: int) -> int:
+    """Sequences of `seq_length + 1` tokens, overlapping by one, that a stream of this length packs into."""
+    return max(0, (stream_tokens - 1) // seq_length)
+
+
+def phase_samples(train_samples: int) -> list[int]:
+    """Samples from phase 1 and from phase 2: the first half of training, then the rest."""
+    return [train_samples // 2, train_samples - train_samples // 2]
+
+
 @dataclass
 class PhaseData:
     name: str
@@ -60,7 +70,7 @@ class PhaseData:
 
     @property
     def sequences(self) -> int:
-        return max(0, (len(self.tokens) - 1) // self.seq_length)
+        return packed_sequences(len(self.tokens), self.seq_length)
 
     def sequence(self, index: int) -> np.ndarray:
         start = index * self.seq_length
@@ -77,7 +87,7 @@ class PackedPhases:
         self.phases = phases
         self.train_samples = train_samples
         self.seed = seed
-        self.boundary = train_samples // 2
+        self.boundary = phase_samples(train_samples)[0]
 
     def locate(self, sample: int) -> tuple[int, int]:
         """(phase index, local sample index) of a global sample index."""
@@ -109,19 +119,18 @@ class PackedPhases:
 
     def epochs(self) -> dict[str, float]:
         """How many passes over each phase's sequences the run makes."""
-        counts = [self.boundary, self.train_samples - self.boundary]
-        return {phase.name: count / phase.sequences for phase, count in zip(self.phases, counts)}
+        return {phase.name: count / phase.sequences for phase, count in zip(self.phases, phase_samples(self.train_samples))}
 
 
 def phase_sequences(phase: dict, seq_length: int) -> int:
     """A manifest phase's packed sequences without reading it: its stream is its tokens plus one EOD per document."""
-    return max(0, (phase["tokens"] + phase["rows"] - 1) // seq_length)
+    return packed_sequences(phase["tokens"] + phase["rows"], seq_length)
 
 
 def manifest_epochs(manifest: dict, seq_length: int, train_samples: int) -> dict[str, float]:
     """How many passes over each phase's sequences a run of `train_samples` makes (as PackedPhases.epochs)."""
     by_name = {phase["name"]: phase for phase in manifest["phases"]}
-    counts = [train_samples // 2, train_samples - train_samples // 2]
+    counts = phase_samples(train_samples)
     return {name: count / max(1, phase_sequences(by_name[name], seq_length)) for name, count in zip(PHASES, counts)}
 
 
