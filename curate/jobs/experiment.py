@@ -146,14 +146,12 @@ def sample_budget(config: ExperimentConfig, layout: Layout) -> dict:
     return budget
 
 
-def train_config(config: ExperimentConfig, layout: Layout, regime: str, seed: int):
-    """The run's training configuration: the shared preset, budget and overrides under its build's
-    recipe; seed n trains with the configuration's seed plus n."""
+def train_config(config: ExperimentConfig, layout: Layout, regime: str, budget: dict):
+    """The regime's training configuration: the shared preset, budget and overrides under its build's recipe."""
     from curate.trainer.config import resolve_config
 
     recipe = load_manifest(layout.build(regime)).get("recipe", {}).get("train_overrides", {})
-    resolved = resolve_config(config.preset, recipe, sample_budget(config, layout) | config.train_overrides)
-    return replace(resolved, seed=resolved.seed + seed)
+    return resolve_config(config.preset, recipe, budget | config.train_overrides)
 
 
 def run_done(layout: Layout, regime: str, seed: int, train_iters: int) -> bool:
@@ -194,7 +192,10 @@ def run_experiment(config: ExperimentConfig, options: ExperimentOptions, echo: C
     init_ray(options.address, options.num_cpus)
     build_regimes(config, layout, echo)
     runs = [(regime, seed) for seed in range(config.seeds) for regime in config.regimes]
-    configs = {run: train_config(config, layout, *run) for run in runs}
+    budget = sample_budget(config, layout)
+    regime_configs = {regime: train_config(config, layout, regime, budget) for regime in config.regimes}
+    # Seed n trains with the configuration's seed plus n.
+    configs = {(regime, seed): replace(regime_configs[regime], seed=regime_configs[regime].seed + seed) for regime, seed in runs}
     pending = [run for run in runs if not run_done(layout, *run, configs[run].train_iters)]
     if pending:
         echo(f"training, diagnosing and evaluating {len(pending)} runs: {', '.join(f'{r} seed {s}' for r, s in pending)}")

@@ -2,9 +2,10 @@
 regime's transform, every shard written.
 
 The order is a sort by a keyed hash of each id with the seed (never Ray's block order). With
-`--docs N`, only its first N documents go on (a seeded sample; the rest are counted as `not_sampled`). With
-`--holdout`, the documents whose keyed holdout hash falls in the given share of its range are set
-aside in `OUT/holdout/` (in seeded order), in no phase; the tokenizer is trained on the rest.
+`--docs N`, only its first N documents go on (a seeded sample; the rest are counted as
+`not_sampled`). With `--holdout`, the documents whose keyed holdout hash falls in the given share
+of its range are set aside in `OUT/holdout/` (in seeded order), in no phase; the tokenizer is
+trained on the rest.
 Phase 1 is the first ceil(|P|/2) remaining rows, phase 2 the rest (regimes with one phase keep all
 of P in phase 1). Phase 2 and the holdout are written as they are; phase 1 goes to the regime's
 transform, which writes it.
@@ -103,8 +104,8 @@ class PhasesWritten:
 
 @dataclass(frozen=True)
 class WritePhases:
-    """Order the kept documents, take the sample, set the holdout aside, split the phases, tokenize and write phase 2
-    and the holdout, hand phase 1 to the transform."""
+    """Order the kept documents, take the sample, set the holdout aside, split the phases, tokenize and
+    write phase 2 and the holdout, hand phase 1 to the transform."""
 
     name: ClassVar[str] = "phases"
     Result: ClassVar[type] = PhasesWritten
