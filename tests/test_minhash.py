@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from curate.curation.hashing import GOLDEN, mix64
 from curate.dedup.lsh import LshLayout, band_keys, optimal_layout, resolve_layout
 from curate.dedup.minhash import CHUNK_BYTES, CHUNK_SHINGLES, MinHasher, ShingleSets, shingle_hashes
 from curate.dedup.normalize import normalize_texts, shingle_strings
@@ -174,3 +175,19 @@ def test_signatures_equal_the_plain_minimum_for_any_number_of_permutations():
                 continue
             values = (a[:, None] * folded[None, lo:hi] + b[:, None]) & np.uint64(0xFFFFFFFF)
             assert np.array_equal(got[doc], values.min(axis=1).astype(np.uint32))
+
+
+def _splitmix64_finaliser(value: int) -> int:
+    mask = (1 << 64) - 1
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & mask
+    return value ^ (value >> 31)
+
+
+def test_mix64_is_splitmix64_across_its_chunks():
+    """mix64 works in cache-sized pieces; every piece, boundaries included, must give splitmix64's values."""
+    states = np.arange(1, 3 * 65536 + 6, dtype=np.uint64) * GOLDEN
+    mixed = mix64(states.reshape(-1, 1)).reshape(-1)
+    assert [hex(int(v)) for v in mixed[:3]] == ["0xe220a8397b1dcdaf", "0x6e789e6aa1b965f4", "0x6c45d188009454f"]
+    for i in [*range(0, len(states), 9973), 65535, 65536, 65537, 2 * 65536, len(states) - 1]:
+        assert int(mixed[i]) == _splitmix64_finaliser(int(states[i]))
