@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+import unicodedata
 
 import numpy as np
 import pyarrow as pa
@@ -12,8 +13,10 @@ import pytest
 from datasketch import HyperLogLogPlusPlus
 from typer.testing import CliRunner
 
+from curate.curation import codelang
 from curate.curation.codelang import detect_code_language
-from curate.curation.detect import detect_language
+from curate.curation.detect import detect_language, script_counts
+from curate.curation.embedded import embedded_records
 from curate.curation.manifest import canonical_json, read_json
 from curate.curation.shards import read_shard, write_shard
 from curate.curation.hashing import GOLDEN, mix64
@@ -285,7 +288,16 @@ CODE_SAMPLES = {
     "c": "#include <stdio.h>\n\nint main(int argc, char **argv)\n{\n    printf(\"%d\\n\", argc);\n    return 0;\n}\n",
     "perl": "#!/usr/bin/perl\nuse strict;\nuse warnings;\nmy $name = shift;\nprint \"$name\\n\" if $name =~ /x/;\n",
     "shell": "#!/bin/sh\nset -e\nfor f in *.txt; do\n    echo \"$f\"\ndone\nif [ -n \"$1\" ]; then\n    exit 1\nfi\n",
+    "go": "package main\n\nimport \"fmt\"\n\nfunc main() {\n    name := \"x\"\n    fmt.Println(name)\n}\n",
+    "rust": "use std::io;\n\nfn main() {\n    let mut line = String::new();\n    io::stdin().read_line(&mut line).unwrap();\n"
+    "    println!(\"{}\", line);\n}\n",
+    "cpp": "#include <iostream>\n#include <vector>\n\nnamespace demo {\nint count(const std::vector<int>& v) {\n"
+    "    return v.size();\n}\n}\n\nint main() {\n    std::cout << demo::count({1, 2}) << std::endl;\n    return 0;\n}\n",
 }
+
+
+# Ruby scores on its markers, but its lines do not look like code to `code_line_share`; it is not detected.
+MARKER_SAMPLES = [*CODE_SAMPLES.values(), "require 'json'\n\ndef greet(name)\n  puts name\nend\n\n[1, 2].each do |x|\n  puts x\nend\n"]
 
 
 @pytest.mark.parametrize("language", sorted(CODE_SAMPLES))
@@ -303,6 +315,73 @@ def test_code_language_detection(language):
 )
 def test_prose_is_not_code(text):
     assert detect_code_language(text) is None
+
+
+def test_every_marker_match_holds_one_of_its_literals():
+    """The literals let a substring test skip a marker's scan: a match without one would be a lost score."""
+    texts = [*MARKER_SAMPLES, *(record["text"] for record in embedded_records())]
+    checked = 0
+    for markers in codelang._COMPILED.values():
+        for pattern, _, literals in markers:
+            for text in texts:
+                for match in pattern.finditer(text):
+                    checked += 1
+                    assert not literals or any(literal in match.group(0) for literal in literals), pattern.pattern
+    assert checked > 1000
+
+
+def test_marker_scores_equal_a_scan_of_every_marker():
+    for text in [*MARKER_SAMPLES, *(record["text"][:3000] for record in embedded_records())]:
+        lines = max(20, sum(1 for line in text.splitlines() if line.strip()))
+        scanned = {
+            language: 100.0 * sum(weight * len(pattern.findall(text)) for pattern, weight, _ in markers) / lines
+            for language, markers in codelang._COMPILED.items()
+        }
+        assert codelang.language_scores(text) == scanned
+
+
+def _script_counts_per_character(text: str) -> dict[str, int]:
+    """detect.py's counts, one character at a time through unicodedata: the definition it vectorises."""
+    counts = {"han": 0, "kana": 0, "hangul": 0, "cyrillic": 0, "latin": 0, "other": 0}
+    for char in text[:4000]:
+        code = ord(char)
+        if 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF:
+            counts["han"] += 1
+        elif 0x3040 <= code <= 0x30FF:
+            counts["kana"] += 1
+        elif 0xAC00 <= code <= 0xD7AF or 0x1100 <= code <= 0x11FF:
+            counts["hangul"] += 1
+        elif 0x0400 <= code <= 0x04FF:
+            counts["cyrillic"] += 1
+        elif char.isascii():
+            counts["latin"] += char.isalpha()
+        elif unicodedata.category(char).startswith("L"):
+            counts["other"] += 1
+    return counts
+
+
+def test_script_counts_match_a_per_character_count():
+    rng = random.Random(5)
+    texts = ["", "\ud800 lone surrogate", "Ünïcödé", "日本語のテキスト", "한국어 ᄀ", "Привет", "x" * 5000 + "中"]
+    for _ in range(3000):
+        texts.append("".join(chr(rng.choice([rng.randint(0, 0x7F), rng.randint(0, 0x3000), rng.randint(0x3000, 0xFAFF),
+                                             rng.randint(0, 0x10FFFF)])) for _ in range(rng.randint(0, 80))))
+    for text in texts:
+        assert script_counts(text) == _script_counts_per_character(text), repr(text)
+
+
+def test_ngram_sketches_do_not_depend_on_the_chunking(monkeypatch):
+    monkeypatch.setattr(curate.curation.stats, "SAMPLE_KEYS", 16)  # the 8-gram sample fills, so its filter acts
+    once = _documents_with_copies(300, seed=4)
+    table = pa.concat_tables([once, once])  # the second pass meets every 8-gram of the final sample again
+    sections = set()
+    for units in (1, 5, 97, 4096, 1 << 40):
+        monkeypatch.setattr(curate.curation.stats, "NGRAM_CHUNK_UNITS", units)
+        partial = table_partial(table)
+        sample = tuple(part.tobytes() for part in partial.ngram8_sample)
+        registers = tuple(partial.hll[n].tobytes() for n in sorted(partial.hll))
+        sections.add((canonical_json(finalize(partial)), sample, registers))
+    assert len(sections) == 1
 
 
 def test_reference_must_share_the_tokenizer(stats_builds, tmp_path):

@@ -7,26 +7,34 @@ Cyrillic Russian-family, Latin letters English-family ("en"). No model, no downl
 
 from __future__ import annotations
 
-import unicodedata
+import numpy as np
 
 _SAMPLE_CHARS = 4000
+# Inclusive code point ranges per script (disjoint); every character in them counts, letter or not.
+_SCRIPT_RANGES = {
+    "han": ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0xF900, 0xFAFF)),
+    "kana": ((0x3040, 0x30FF),),
+    "hangul": ((0xAC00, 0xD7AF), (0x1100, 0x11FF)),
+    "cyrillic": ((0x0400, 0x04FF),),
+}
 
 
-def _script(char: str) -> str | None:
-    code = ord(char)
-    if 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF:
-        return "han"
-    if 0x3040 <= code <= 0x30FF:
-        return "kana"
-    if 0xAC00 <= code <= 0xD7AF or 0x1100 <= code <= 0x11FF:
-        return "hangul"
-    if 0x0400 <= code <= 0x04FF:
-        return "cyrillic"
-    if char.isascii() and char.isalpha():
-        return "latin"
-    if unicodedata.category(char).startswith("L"):
-        return "other"
-    return None
+def script_counts(text: str) -> dict[str, int]:
+    """Characters per script in the sample: the ranges above, ASCII letters as "latin", and any other
+    letter (Unicode category L*, which is what `str.isalpha` tests) as "other"."""
+    codes = np.frombuffer(text[:_SAMPLE_CHARS].encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    counts = {}
+    outside = codes >= 128
+    for script, ranges in _SCRIPT_RANGES.items():
+        inside = np.zeros(len(codes), dtype=bool)
+        for low, high in ranges:
+            inside |= (codes >= low) & (codes <= high)
+        counts[script] = int(inside.sum())
+        outside &= ~inside
+    folded = codes | 0x20
+    counts["latin"] = int(((folded >= ord("a")) & (folded <= ord("z"))).sum())
+    counts["other"] = sum(map(str.isalpha, codes[outside].tobytes().decode("utf-32-le", "surrogatepass")))
+    return counts
 
 
 def detect_language(text: str) -> str:
@@ -35,11 +43,7 @@ def detect_language(text: str) -> str:
     Chinese wins when Han characters make up at least a fifth of the letters, since a
     Chinese document usually carries Latin identifiers, numbers and markup too.
     """
-    counts: dict[str, int] = {}
-    for char in text[:_SAMPLE_CHARS]:
-        script = _script(char)
-        if script is not None:
-            counts[script] = counts.get(script, 0) + 1
+    counts = script_counts(text)
     letters = sum(counts.values())
     if letters == 0:
         return "unknown"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -68,6 +69,16 @@ def ngram_hashes(units: np.ndarray, offsets: np.ndarray) -> dict[int, tuple[np.n
             result[n] = (hashes[valid], document[: len(hashes)][valid])
         n *= 2
     return result
+
+
+def document_chunks(offsets: np.ndarray, max_units: int) -> Iterator[tuple[int, int]]:
+    """(first, last) document ranges, in order, of at most `max_units` units each (a longer document alone)."""
+    first, documents = 0, len(offsets) - 1
+    while first < documents:
+        end = int(np.searchsorted(offsets, offsets[first] + max_units, side="right")) - 1
+        last = min(documents, max(first + 1, end))
+        yield first, last
+        first = last
 
 
 def string_column(table: pa.Table, name: str) -> list[str | None] | None:
