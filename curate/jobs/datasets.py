@@ -11,6 +11,7 @@ part of curate does), never a node's disk unless the URL is a local path.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, Iterator
 
 import fsspec
@@ -156,20 +157,25 @@ def _per_file(names: list[str], read: Callable[[str], pa.Table]) -> "ray.data.Da
     return listing.map_batches(read_each, batch_size=1, batch_format="numpy")
 
 
-def _read_parquet_file(url: str) -> pa.Table:
+def _read_parquet_file(url: str, columns: list[str] | None = None) -> pa.Table:
     with fsspec.open(url, "rb") as handle:
-        return pq.read_table(handle)
+        return pq.read_table(handle, columns=columns)
 
 
-def read_parquet(url: str) -> "ray.data.Dataset":
-    """The Parquet files a stage wrote under `url`, one read task per file, in name order.
+def parquet_files(url: str) -> list[str]:
+    """The Parquet files a stage wrote under `url`, in name order."""
+    fs, path = locate(url)
+    return [fs.unstrip_protocol(file) for file in sorted(fs.glob(join(path, "*.parquet")))]
+
+
+def read_parquet(url: str, columns: list[str] | None = None) -> "ray.data.Dataset":
+    """The Parquet files a stage wrote under `url`, one read task per file, in name order; only
+    `columns` when given (a pass over ids or reasons then leaves the texts on disk).
 
     Ray Data's own reader first samples the files in extra tasks to size its blocks: seconds per
     read on a small build, where a stage's files are already block-sized.
     """
-    fs, path = locate(url)
-    files = sorted(fs.glob(join(path, "*.parquet")))
-    return _per_file([fs.unstrip_protocol(file) for file in files], _read_parquet_file)
+    return _per_file(parquet_files(url), partial(_read_parquet_file, columns=columns))
 
 
 def write_parquet(ds: "ray.data.Dataset", url: str) -> None:

@@ -18,6 +18,7 @@ from typing import ClassVar, Iterator
 import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import ray
 
 from curate.curation.embedded import EMBEDDED_URL, write_embedded_corpus
@@ -46,6 +47,7 @@ from curate.jobs.datasets import (
     exclude,
     has_files,
     only,
+    parquet_files,
     read_parquet,
     write_parquet,
 )
@@ -54,20 +56,30 @@ from curate.jobs.shard_writer import write_sorted
 from curate.regimes.base import Phase1Transform
 
 FIXED_COLUMNS = {"input_pos", "origin", "raw", "reason"}
+DUPLICATE_ID = "duplicate_id"
 REASON_COUNTS = pa.schema([("reason", pa.string()), ("count", pa.int64())])
 
 
-def _block_schemas(valid: "ray.data.Dataset") -> list[pa.Schema]:
-    """The distinct schemas of the documents' blocks, in input order (first position of each block)."""
+def _document_schema(url: str) -> tuple[int, bytes]:
+    """One records file's first document position (-1 with none) and its documents' schema (the file's,
+    less `reason`), serialized."""
+    with fsspec.open(url, "rb") as handle:
+        parquet = pq.ParquetFile(handle)
+        schema = parquet.schema_arrow
+        keys = parquet.read(columns=["input_pos", "reason"])
+    positions = keys["input_pos"].filter(pc.is_null(keys["reason"]))
+    first = pc.min(positions).as_py() if len(positions) else -1
+    return first, schema.remove(schema.get_field_index("reason")).serialize().to_pybytes()
 
-    def schema_row(table: pa.Table) -> pa.Table:
-        first = pc.min(table["input_pos"]).as_py() if table.num_rows else -1
-        return pa.table({"first": [first], "schema": [table.schema.serialize().to_pybytes()]})
 
-    blocks = valid.map_batches(schema_row, batch_size=None, batch_format="pyarrow")
-    rows = [row for batch in blocks.iter_batches(batch_format="pyarrow", batch_size=None) for row in batch.to_pylist()]
-    ordered = [row["schema"] for row in sorted(rows, key=lambda row: (row["first"], row["schema"]))]
-    return [pa.ipc.read_schema(pa.py_buffer(data)) for data in dict.fromkeys(ordered)]
+_remote_document_schema = ray.remote(num_cpus=1)(_document_schema)
+
+
+def _document_schemas(records: str) -> list[pa.Schema]:
+    """The distinct schemas of the documents, in input order (first position of each records file), read
+    from the files' footers and two small columns."""
+    found = sorted(ray.get([_remote_document_schema.remote(url) for url in parquet_files(records)]))
+    return [pa.ipc.read_schema(pa.py_buffer(schema)) for schema in dict.fromkeys(schema for _, schema in found)]
 
 
 def _valid_rows(table: pa.Table) -> pa.Table:
@@ -80,7 +92,7 @@ def _invalid_rows(table: pa.Table) -> pa.Table:
 
 def _as_reused_id(table: pa.Table) -> pa.Table:
     """Quarantine rows for documents whose id an earlier record already used."""
-    reason = pa.array(["duplicate_id"] * table.num_rows, pa.string())
+    reason = pa.array([DUPLICATE_ID] * table.num_rows, pa.string())
     return pa.table({"origin": table["origin"], "reason": reason, "raw": table["raw"], "input_pos": table["input_pos"]})
 
 
@@ -97,11 +109,11 @@ def _summed_reason_counts(tables: list[pa.Table]) -> pa.Table:
     return pa.table({"reason": summed["reason"], "count": summed["count_sum"]}, schema=REASON_COUNTS)
 
 
-def reason_counts(quarantine: "ray.data.Dataset") -> dict[str, int]:
-    """How many quarantine rows give each reason: counted per block, summed by a tree reduction."""
-    counted = quarantine.select_columns(["reason"]).map_batches(_block_reason_counts, batch_format="pyarrow")
+def reason_counts(reasons: "ray.data.Dataset") -> dict[str | None, int]:
+    """How many records give each reason (None: a document), counted per block and summed by a tree reduction."""
+    counted = reasons.map_batches(_block_reason_counts, batch_format="pyarrow")
     table = tree_reduce(counted.to_arrow_refs(), _summed_reason_counts)
-    return dict(sorted(zip(table["reason"].to_pylist(), table["count"].to_pylist())))
+    return dict(zip(table["reason"].to_pylist(), table["count"].to_pylist()))
 
 
 def _input_files(files: list[InputFile], stage_dir: str) -> tuple[list[InputFile], list[dict]]:
@@ -210,28 +222,33 @@ class Ingest:
         write_parquet(listed.map_batches(read_files, batch_size=1, batch_format="pyarrow"), records_dir)
         if not has_files(records_dir):
             raise UserError("the input holds no records")
-        records = read_parquet(records_dir)
-
-        valid = records.map_batches(_valid_rows, batch_format="pyarrow")
-        types = metadata_types(_block_schemas(valid), FIXED_COLUMNS | set(document_types))
-        valid = valid.map_batches(
+        # Only the pass that writes the documents reads every column; the others read what they use.
+        types = metadata_types(_document_schemas(records_dir), FIXED_COLUMNS | set(document_types))
+        valid = read_parquet(records_dir).map_batches(_valid_rows, batch_format="pyarrow").map_batches(
             conform_metadata, fn_kwargs={"types": types, "reserved": self.config.reserved}, batch_format="pyarrow"
         )
-        shared_ids = attach_groups(valid.select_columns(["id", "input_pos"]), "id", "input_pos", "first_pos")
+        keys = read_parquet(records_dir, columns=["id", "input_pos", "reason"])
+        shared_ids = attach_groups(keys.map_batches(_valid_rows, batch_format="pyarrow"), "id", "input_pos", "first_pos")
         reused = shared_ids.map_batches(reused_ids, batch_format="pyarrow").materialize()
         write_parquet(exclude(valid, reused, "input_pos").drop_columns(["raw"]), docs_dir)
 
-        quarantine = records.map_batches(_invalid_rows, batch_format="pyarrow").union(
-            only(valid, reused, "input_pos").map_batches(_as_reused_id, batch_format="pyarrow")
+        sources = read_parquet(records_dir, columns=["input_pos", "origin", "reason", "raw"])
+        quarantine = sources.map_batches(_invalid_rows, batch_format="pyarrow").union(
+            only(sources.map_batches(_valid_rows, batch_format="pyarrow"), reused, "input_pos").map_batches(
+                _as_reused_id, batch_format="pyarrow"
+            )
         )
         shards = write_sorted(quarantine, "input_pos", self.out, "quarantine", QUARANTINE_SCHEMA, self.shard_rows)
-        total = records.count()
+        counts = reason_counts(read_parquet(records_dir, columns=["reason"]))
+        reasons = Counter({reason: count for reason, count in counts.items() if reason is not None})
+        reasons[DUPLICATE_ID] += reused.count()
+        total = sum(counts.values())
         return Ingested(
             docs=docs_dir,
             documents=total,
             bytes=sum(f.size for f in files),
             input=total,
             quarantined=sum(s.rows for s in shards),
-            reasons=reason_counts(quarantine),
+            reasons=dict(sorted((reason, count) for reason, count in reasons.items() if count)),
             inputs=described,
         )
