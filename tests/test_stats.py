@@ -319,7 +319,7 @@ def test_prose_is_not_code(text):
 
 def test_every_marker_match_holds_one_of_its_literals():
     """The literals let a substring test skip a marker's scan: a match without one would be a lost score."""
-    texts = [*MARKER_SAMPLES, *(record["text"] for record in embedded_records())]
+    texts = [*MARKER_SAMPLES, *(record["text"][:3000] for record in embedded_records())]  # what detection reads
     checked = 0
     for markers in codelang._COMPILED.values():
         for pattern, _, literals in markers:
