@@ -80,8 +80,8 @@ SAMPLE_KEYS = 1 << 16
 REPEATED_NGRAM_ORDER = 4
 TAIL_TOP_KS = (10, 100, 1000, 10000)
 TAIL_TOP_K = 1000
-# Units per n-gram pass: a chunk's arrays stay in the CPU cache; a whole shard's (tens of millions of
-# hashes per order) made the pass three times slower.
+# Units per n-gram pass: a chunk's arrays stay in the CPU cache. A whole code shard at once (34 M tokens)
+# took 21.9 CPU s for the sketches, in chunks 3.3-3.6.
 NGRAM_CHUNK_UNITS = 1 << 18
 
 
