@@ -191,3 +191,5 @@ def test_mix64_is_splitmix64_across_its_chunks():
     assert [hex(int(v)) for v in mixed[:3]] == ["0xe220a8397b1dcdaf", "0x6e789e6aa1b965f4", "0x6c45d188009454f"]
     for i in [*range(0, len(states), 9973), 65535, 65536, 65537, 2 * 65536, len(states) - 1]:
         assert int(mixed[i]) == _splitmix64_finaliser(int(states[i]))
+    columns = states[:65540].reshape(5, -1)
+    assert np.array_equal(mix64(columns.T), mixed[:65540].reshape(5, -1).T)  # any memory layout

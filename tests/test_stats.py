@@ -24,7 +24,7 @@ from curate.curation.sketches import Moments, hll_count, hll_registers
 import curate.curation.stats
 import curate.jobs.reduce
 from curate.curation.stats import CoveragePartial, finalize, merge_partials, table_partial
-from curate.curation.text_features import text_language
+from curate.curation.text_features import ngram_hashes, text_language
 from curate.curation.vl import encode_record
 from curate.dedup.prompt_dedup import PromptDedupConfig, dedup_record
 from curate.jobs.stages.stats import compute_build_stats, discover_phases, prompt_duplication, shard_partial
@@ -373,15 +373,28 @@ def test_script_counts_match_a_per_character_count():
 def test_ngram_sketches_do_not_depend_on_the_chunking(monkeypatch):
     monkeypatch.setattr(curate.curation.stats, "SAMPLE_KEYS", 16)  # the 8-gram sample fills, so its filter acts
     once = _documents_with_copies(300, seed=4)
-    table = pa.concat_tables([once, once])  # the second pass meets every 8-gram of the final sample again
+    repeats = [[1, 2, 3, 4] * 10, list(range(300)), [7] * 6, [5, 6] * 30, list(range(6)), [], [9] * 3]
+    repeated = pa.table({"text": [" ".join(map(str, ids)) for ids in repeats],
+                         "input_ids": pa.array(repeats, pa.list_(pa.int32()))})
+    # The second pass meets every 8-gram of the final sample again; 6-token documents land alone
+    # in chunks beside longer ones.
+    table = pa.concat_tables([once, repeated, once])
     sections = set()
-    for units in (1, 5, 97, 4096, 1 << 40):
+    for units in (1, 5, 6, 97, 4096, 1 << 40):
         monkeypatch.setattr(curate.curation.stats, "NGRAM_CHUNK_UNITS", units)
         partial = table_partial(table)
         sample = tuple(part.tobytes() for part in partial.ngram8_sample)
         registers = tuple(partial.hll[n].tobytes() for n in sorted(partial.hll))
-        sections.add((canonical_json(finalize(partial)), sample, registers))
+        repetition = (partial.repeated_ngrams.count, partial.repeated_ngrams.mean, partial.repeated_ngrams.m2)
+        sections.add((canonical_json(finalize(partial)), sample, registers, repetition))
     assert len(sections) == 1
+    assert partial.repeated_ngrams.mean > 0
+
+
+def test_ngram_hashes_cover_every_window_of_every_length():
+    for total in range(12):
+        grams = ngram_hashes(np.arange(total, dtype=np.uint64), np.array([0, total]))
+        assert {n: len(hashes) for n, (hashes, _) in grams.items()} == {n: max(total - n + 1, 0) for n in (1, 2, 4, 8)}
 
 
 def test_reference_must_share_the_tokenizer(stats_builds, tmp_path):

@@ -22,7 +22,7 @@ _SCRIPT_RANGES = {
 def script_counts(text: str) -> dict[str, int]:
     """Characters per script in the sample: the ranges above, ASCII letters as "latin", and any other
     letter (Unicode category L*, which is what `str.isalpha` tests) as "other"."""
-    codes = np.frombuffer(text[:_SAMPLE_CHARS].encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    codes = np.frombuffer(text[:_SAMPLE_CHARS].encode("utf-32-le", "surrogatepass"), dtype="<u4")
     counts = {}
     outside = codes >= 128
     for script, ranges in _SCRIPT_RANGES.items():

@@ -20,8 +20,8 @@ _CHUNK = 1 << 16
 
 def mix64(values: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser on a uint64 array (a new array): a bijection that spreads every bit."""
-    out = np.array(values, dtype=np.uint64)
-    flat = out.reshape(-1)  # a view: the copy is contiguous, whatever the shape
+    out = np.array(values, dtype=np.uint64, order="C")
+    flat = out.reshape(-1)  # a view: the copy is C-contiguous, whatever the input's layout
     scratch = np.empty(min(flat.size, _CHUNK), dtype=np.uint64)
     for start in range(0, flat.size, _CHUNK):
         x = flat[start : start + _CHUNK]

@@ -214,16 +214,17 @@ def _add_ngram_sketches(partial: CoveragePartial, units: np.ndarray, offsets: np
     registers = {n: np.zeros(1 << HLL_PRECISION, dtype=np.int8) for n in NGRAM_ORDERS if n > 1}
     sample = count_table(np.zeros(0, np.uint64))
     repetition = [np.zeros(0, np.float64)]
-    for first, last in document_chunks(offsets, NGRAM_CHUNK_UNITS):
+    documents = len(offsets) - 1
+    for first, stop in document_chunks(offsets, NGRAM_CHUNK_UNITS):
         start = offsets[first]
-        grams = ngram_hashes(units[start : offsets[last]], offsets[first : last + 1] - start)
+        grams = ngram_hashes(units[start : offsets[stop]], offsets[first : stop + 1] - start)
         for n in registers:
             np.maximum(registers[n], hll_registers(grams[n][0]), out=registers[n])
         eights = grams[GOOD_TURING_ORDER][0]
         if len(sample[0]) == SAMPLE_KEYS:
             eights = eights[eights <= sample[0][-1]]
         sample = bottom_k(merge_count_tables([sample, count_table(eights)]), SAMPLE_KEYS)
-        repetition.append(repeated_ngram_ratios(*grams[REPEATED_NGRAM_ORDER], last - first))
+        repetition.append(repeated_ngram_ratios(*grams[REPEATED_NGRAM_ORDER], stop - first, documents))
     partial.hll = registers
     partial.ngram8_sample = sample
     partial.repeated_ngrams = Moments.of(np.concatenate(repetition))

@@ -61,8 +61,8 @@ def ngram_hashes(units: np.ndarray, offsets: np.ndarray) -> dict[int, tuple[np.n
     n = 1
     while n <= max(NGRAM_ORDERS):
         if n > 1:
-            half = n // 2
-            hashes = _combine(hashes[: total - n + 1], hashes[half : total - half + 1])
+            half, count = n // 2, max(total - n + 1, 0)
+            hashes = _combine(hashes[:count], hashes[half : half + count])
         starts = positions[: len(hashes)]
         valid = starts + n <= document_end[: len(hashes)]
         if n in NGRAM_ORDERS:
@@ -72,13 +72,13 @@ def ngram_hashes(units: np.ndarray, offsets: np.ndarray) -> dict[int, tuple[np.n
 
 
 def document_chunks(offsets: np.ndarray, max_units: int) -> Iterator[tuple[int, int]]:
-    """(first, last) document ranges, in order, of at most `max_units` units each (a longer document alone)."""
+    """Document ranges [first, stop), in order, of at most `max_units` units each (a longer document alone)."""
     first, documents = 0, len(offsets) - 1
     while first < documents:
-        end = int(np.searchsorted(offsets, offsets[first] + max_units, side="right")) - 1
-        last = min(documents, max(first + 1, end))
-        yield first, last
-        first = last
+        fitting = int(np.searchsorted(offsets, offsets[first] + max_units, side="right")) - 1
+        stop = min(documents, max(first + 1, fitting))
+        yield first, stop
+        first = stop
 
 
 def string_column(table: pa.Table, name: str) -> list[str | None] | None:
@@ -152,14 +152,18 @@ def document_hash_values(
     )
 
 
-def repeated_ngram_ratios(hashes: np.ndarray, document: np.ndarray, documents: int) -> np.ndarray:
+def repeated_ngram_ratios(
+    hashes: np.ndarray, document: np.ndarray, documents: int, key_documents: int | None = None
+) -> np.ndarray:
     """Per document: share of its n-gram occurrences that repeat an earlier one in the same document.
 
     The document index goes into the top bits of a sort key and the n-gram hash's top bits below
-    it, so one sort (no argsort) finds the distinct n-grams of every document at once.
+    it, so one sort (no argsort) finds the distinct n-grams of every document at once. The key
+    leaves room for `key_documents` documents (default `documents`): a chunk of a table passes the
+    table's count, so its hashes are cut to the same bits as the whole table's.
     """
     totals = np.bincount(document, minlength=documents)
-    hash_bits = np.uint64(64 - max(1, documents.bit_length()))
+    hash_bits = np.uint64(64 - max(1, (key_documents or documents).bit_length()))
     keys = np.sort((document.astype(np.uint64) << hash_bits) | (hashes >> (np.uint64(64) - hash_bits)))
     first = np.concatenate(([True], keys[1:] != keys[:-1])) if len(keys) else np.zeros(0, bool)
     distinct = np.bincount((keys[first] >> hash_bits).astype(np.int64), minlength=documents)
