@@ -227,7 +227,7 @@ class Ingest:
         valid = read_parquet(records_dir).map_batches(_valid_rows, batch_format="pyarrow").map_batches(
             conform_metadata, fn_kwargs={"types": types, "reserved": self.config.reserved}, batch_format="pyarrow"
         )
-        keys = read_parquet(records_dir, columns=["id", "input_pos", "reason"])
+        keys = read_parquet(records_dir, columns=["id", "input_pos", "reason"]).materialize()  # ids and reasons
         shared_ids = attach_groups(keys.map_batches(_valid_rows, batch_format="pyarrow"), "id", "input_pos", "first_pos")
         reused = shared_ids.map_batches(reused_ids, batch_format="pyarrow").materialize()
         write_parquet(exclude(valid, reused, "input_pos").drop_columns(["raw"]), docs_dir)
@@ -239,7 +239,7 @@ class Ingest:
             )
         )
         shards = write_sorted(quarantine, "input_pos", self.out, "quarantine", QUARANTINE_SCHEMA, self.shard_rows)
-        counts = reason_counts(read_parquet(records_dir, columns=["reason"]))
+        counts = reason_counts(keys.select_columns(["reason"]))
         reasons = Counter({reason: count for reason, count in counts.items() if reason is not None})
         reasons[DUPLICATE_ID] += reused.count()
         total = sum(counts.values())
