@@ -10,7 +10,7 @@ from curate.curation.hashing import GOLDEN, mix64
 from curate.dedup.lsh import LshLayout, band_keys, optimal_layout, resolve_layout
 from curate.dedup.minhash import CHUNK_BYTES, CHUNK_SHINGLES, MinHasher, ShingleSets, shingle_hashes
 from curate.dedup.normalize import normalize_texts, shingle_strings
-from curate.dedup.verify import jaccard_pairs, shingle_sets
+from curate.dedup.verify import SORT_RUN, jaccard_pairs, shingle_sets
 
 WORDS = [f"w{i}" for i in range(400)]
 ENGLISH = " ".join(WORDS[:60])
@@ -69,6 +69,19 @@ def test_exact_jaccard_from_hashes_equals_jaccard_of_shingle_strings():
     got = jaccard_pairs(shingle_sets(texts, 5), left, right)
     expected = [exact_jaccard(texts[a], texts[b]) for a, b in zip(left, right)]
     np.testing.assert_allclose(got, expected)
+
+
+def test_shingle_sets_are_each_documents_distinct_hashes_across_sort_runs():
+    """Sets are sorted SORT_RUN shingles at a time: documents around and above a run's size, with
+    repeated shingles, each get exactly their own sorted distinct hashes."""
+    rng = np.random.default_rng(5)
+    sizes = [SORT_RUN + 7, 3, SORT_RUN // 2, SORT_RUN // 2 + 10, 2 * SORT_RUN + 1, 0, 40]
+    texts = [" ".join(rng.choice(WORDS[:30], size=n).tolist()) for n in sizes] + TEXTS
+    raw, sets = shingle_hashes(texts, 5), shingle_sets(texts, 5)
+    for i in range(len(texts)):
+        expected = np.unique(raw.hashes[raw.offsets[i] : raw.offsets[i + 1]])
+        assert np.array_equal(sets.hashes[sets.offsets[i] : sets.offsets[i + 1]], expected)
+    assert sets.counts()[0] < SORT_RUN  # 30 words repeat: the set is smaller than its shingles
 
 
 def test_signatures_shape_dtype_and_same_text_same_signature():

@@ -31,6 +31,9 @@ CHECKED_SCHEMA = pa.schema(
 )
 
 
+SORT_RUN = 1 << 14  # shingles sorted together: a sort that stays in cache runs about 3x faster
+
+
 def _order_by_owner_then_hash(hashes: np.ndarray, owner: np.ndarray, owners: int) -> np.ndarray:
     """The permutation sorting rows by (owner, hash): one sort of the hashes, then a stable sort by
     owner, which numpy does as a radix sort when owners fit in 16 bits (3x faster than lexsort)."""
@@ -39,51 +42,81 @@ def _order_by_owner_then_hash(hashes: np.ndarray, owner: np.ndarray, owners: int
     return by_hash[np.argsort(owner[by_hash].astype(owner_dtype), kind="stable")]
 
 
+def _document_runs(offsets: np.ndarray, run: int) -> list[tuple[int, int]]:
+    """Consecutive documents [lo, hi) with at most `run` values together (or one larger document)."""
+    runs, lo = [], 0
+    while lo < len(offsets) - 1:
+        hi = max(int(np.searchsorted(offsets, offsets[lo] + run, side="right")) - 1, lo + 1)
+        runs.append((lo, hi))
+        lo = hi
+    return runs
+
+
 def shingle_sets(texts: list[str] | pa.Array | pa.ChunkedArray, ngram_size: int) -> ShingleSets:
-    """Sorted distinct shingle hashes of each document."""
+    """Sorted distinct shingle hashes of each document, sorted SORT_RUN shingles at a time."""
     raw = shingle_hashes(texts, ngram_size)
-    doc = np.repeat(np.arange(len(raw.offsets) - 1), raw.counts())
-    order = _order_by_owner_then_hash(raw.hashes, doc, len(raw.offsets) - 1)
-    hashes, doc = raw.hashes[order], doc[order]
-    distinct = np.ones(len(hashes), bool)
-    distinct[1:] = (hashes[1:] != hashes[:-1]) | (doc[1:] != doc[:-1])
-    counts = np.bincount(doc[distinct], minlength=len(raw.offsets) - 1)
-    offsets = np.zeros(len(counts) + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    return ShingleSets(hashes[distinct], offsets)
+    hashes, counts = [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
+    for lo, hi in _document_runs(raw.offsets, SORT_RUN):
+        run = raw.hashes[raw.offsets[lo] : raw.offsets[hi]]
+        doc = np.repeat(np.arange(hi - lo), np.diff(raw.offsets[lo : hi + 1]))
+        order = _order_by_owner_then_hash(run, doc, hi - lo)
+        run, doc = run[order], doc[order]
+        distinct = np.ones(len(run), bool)
+        distinct[1:] = (run[1:] != run[:-1]) | (doc[1:] != doc[:-1])
+        hashes.append(run[distinct])
+        counts.append(np.bincount(doc[distinct], minlength=hi - lo))
+    offsets = np.zeros(len(raw.offsets), np.int64)
+    np.cumsum(np.concatenate(counts), out=offsets[1:])
+    return ShingleSets(np.concatenate(hashes), offsets)
 
 
-def _gather(values: np.ndarray, offsets: np.ndarray, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The values of the given documents (CSR offsets), one after another, and the position in
-    `docs` each came from."""
+def _dense_ranks(hashes: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each hash renumbered 0..V-1 in hash order, and V. The hashes are sorted sets one after
+    another: a stable sort (numpy's timsort) merges those runs 2-4x faster than np.unique sorts."""
+    order = np.argsort(hashes, kind="stable")
+    ordered = hashes[order]
+    new = np.ones(len(ordered), bool)
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    rank = np.empty(len(ordered), np.int64)
+    rank[order] = np.cumsum(new) - 1
+    return rank, int(new.sum())
+
+
+def _runs(values: np.ndarray, offsets: np.ndarray, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The values of the given documents (CSR offsets, none empty), one after another, and where
+    each document's run starts: a cumulative sum of steps, +1 inside a run, a jump between runs."""
     counts = offsets[docs + 1] - offsets[docs]
-    owner = np.repeat(np.arange(len(docs)), counts)
-    first = np.repeat(offsets[docs] - np.cumsum(counts) + counts, counts)
-    return values[first + np.arange(len(owner))], owner
+    starts = np.cumsum(counts) - counts
+    steps = np.ones(int(counts.sum()), np.int64)
+    steps[0] = offsets[docs[0]]
+    steps[starts[1:]] += offsets[docs[1:]] - offsets[docs[:-1] + 1]
+    return values[np.cumsum(steps)], starts
 
 
 def intersection_sizes(sets: ShingleSets, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """|left[p] & right[p]| for every pair p.
 
     Shingles are renumbered 0..V-1; for each distinct left document its shingles are marked in
-    one boolean table of V entries, and the shingles of all its right partners are looked up
-    there. Work is linear in the sizes of the sets involved; sorting both sides of every pair
-    together instead took 42 s for 200,000 pairs of templated C++ headers, this 0.6 s."""
+    one table of V entries, and the shingles of all its right partners are looked up there and
+    summed per partner. Work is linear in the sizes of the sets involved: the 321,274 candidate
+    pairs of the site-packages code corpus (43 M shingles looked up) take 0.6 CPU s."""
     sizes = np.zeros(len(left), np.int64)
-    if len(left) == 0:
+    counts = sets.counts()
+    both = np.flatnonzero((counts[left] > 0) & (counts[right] > 0))
+    if len(both) == 0:
         return sizes
-    _, rank = np.unique(sets.hashes, return_inverse=True)
-    marked = np.zeros(int(rank.max()) + 1 if len(rank) else 0, bool)
-    order = np.argsort(left, kind="stable")
+    rank, distinct = _dense_ranks(sets.hashes)
+    marked = np.zeros(distinct, np.uint8)
+    order = both[np.argsort(left[both], kind="stable")]
     by_left = left[order]
     bounds = np.flatnonzero(np.r_[True, by_left[1:] != by_left[:-1], True])
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         own = rank[sets.offsets[by_left[lo]] : sets.offsets[by_left[lo] + 1]]
-        marked[own] = True
+        marked[own] = 1
         partners = order[lo:hi]
-        shingles, pair = _gather(rank, sets.offsets, right[partners])
-        sizes[partners] = np.bincount(pair, weights=marked[shingles], minlength=hi - lo).astype(np.int64)
-        marked[own] = False
+        shingles, starts = _runs(rank, sets.offsets, right[partners])
+        sizes[partners] = np.add.reduceat(marked[shingles], starts, dtype=np.int64)
+        marked[own] = 0
     return sizes
 
 
