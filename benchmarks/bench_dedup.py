@@ -166,12 +166,14 @@ def main() -> None:
 
     import ray
 
-    from curate.jobs.ray_cluster import init_ray
+    from curate.jobs.ray_cluster import init_ray, set_parallelism, shuffle_partitions
 
-    init_ray(num_cpus=args.cpus)  # Ray and Ray Data set up as `curate build` sets them
-    config = NearDedupConfig()
+    init_ray(num_cpus=args.cpus)
     with tempfile.TemporaryDirectory() as tmp:
         corpus = write_sibling_corpus(args.site_packages, Path(tmp)) if args.site_packages else args.corpus
+        # Ray Data and the shuffles sized as `curate build` sizes them, from the input file's size.
+        set_parallelism(corpus.stat().st_size)
+        config = NearDedupConfig(num_partitions=shuffle_partitions())
         with gzip.open(corpus, "rt", encoding="utf-8") as lines:
             texts = [json.loads(line)["text"] for line in lines][: args.limit]
         megabytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6
