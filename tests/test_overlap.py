@@ -23,6 +23,7 @@ import zstandard
 from curate.curation.benchmarks import BenchmarkSpec, parse_benchmarks, read_benchmark
 from curate.curation.errors import UserError
 from curate.dedup import minhash
+from curate.dedup.lsh import band_keys, resolve_layout
 from curate.dedup.normalize import shingle_strings
 from curate.dedup.overlap import (
     ALIGNMENT_WORDS,
@@ -314,6 +315,36 @@ def test_ngram_evidence_equals_a_brute_force_matcher(index, humaneval, short_ben
     counts = measures.to_pydict()
     for row, benchmark, items in zip(counts["row"], counts["benchmark"], counts["ngram_items"]):
         assert items == sum(1 for b, _, d in expected if b == benchmark and d == ids[row])
+
+
+def test_near_copies_equal_lsh_over_every_document_then_exact_jaccard(index, humaneval, short_benchmark, corpus, planted, problems):
+    """Near copies skip MinHash for documents that cannot reach the threshold; the result must be
+    that of LSH over every document. Among the documents: an item followed by one line repeated a
+    thousand times (many shingle occurrences, few distinct ones) and an item written out twice."""
+    item_text = "\n".join(v for f, v in problems[120].items() if f != "task_id")
+    extra = {
+        "repeated-tail": item_text + "\n" + "zq unseen line here\n" * 1000,
+        "written-twice": item_text + "\n" + item_text,
+        "half-item": item_text[: len(item_text) // 2],
+    }
+    ids = [f"doc-{i}" for i in range(len(corpus))] + list(planted) + list(extra)
+    texts = corpus + [text for text, _ in planted.values()] + list(extra.values())
+    evidence, _ = match_documents(index, pa.array(ids), pa.array(texts))
+    ours = {(r["doc_id"], r["item_id"]) for r in evidence.to_pylist() if r["kind"] == "near"}
+
+    items = humaneval.column("text").to_pylist() + short_benchmark.column("text").to_pylist()
+    item_ids = humaneval.column("item_id").to_pylist() + short_benchmark.column("item_id").to_pylist()
+    hasher = minhash.MinHasher(NUM_PERM, SHINGLE_SIZE, SEED)
+    layout = resolve_layout(THRESHOLD, NUM_PERM, None, None)
+    doc_keys, item_keys = band_keys(hasher.signatures(texts), layout), band_keys(hasher.signatures(items), layout)
+    doc_sets, item_sets = [set(shingle_strings(t, SHINGLE_SIZE)) for t in texts], [set(shingle_strings(t, SHINGLE_SIZE)) for t in items]
+    expected = set()
+    for d, i in zip(*np.nonzero((doc_keys[:, None, :] == item_keys[None, :, :]).any(axis=2))):
+        a, b = doc_sets[d], item_sets[i]
+        if a and b and len(a & b) / len(a | b) >= THRESHOLD:
+            expected.add((ids[d], item_ids[i]))
+    assert ours == expected
+    assert {("repeated-tail", "HumanEval/120"), ("written-twice", "HumanEval/120"), ("near-copy", "HumanEval/120")} <= ours
 
 
 def test_alignment_equals_a_brute_force_count(index, humaneval, short_benchmark, corpus, planted, problems):

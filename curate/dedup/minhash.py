@@ -64,6 +64,14 @@ class ShingleSets:
     def counts(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def take(self, docs: np.ndarray) -> ShingleSets:
+        """The hashes of the documents `docs`, in that order."""
+        counts = self.counts()[docs]
+        offsets = np.zeros(len(docs) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        positions = np.repeat(self.offsets[docs] - offsets[:-1], counts) + np.arange(offsets[-1])
+        return ShingleSets(self.hashes[positions], offsets)
+
 
 def _string_buffer(normalized: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """The UTF-8 bytes of a string array and its document offsets into them (int64, from 0)."""

@@ -49,7 +49,7 @@ from curate.dedup.minhash import (
     _units,
 )
 from curate.dedup.normalize import _decode_utf8, classify_bytes, normalize_texts
-from curate.dedup.verify import shingle_sets
+from curate.dedup.verify import distinct_shingles, shingle_sets
 
 NGRAM_WORDS = 13
 ALIGNMENT_WORDS = 8
@@ -61,6 +61,8 @@ CODE_POINTS = 0x110000
 # about 1/16 and only then pays for a binary search.
 BITMAP_BITS_PER_HASH = 16
 MIN_BITMAP_BITS = 1 << 16
+# Buckets per document for a lower bound of its distinct shingles (a table of 1 KiB per document).
+DISTINCT_BUCKET_BITS = 10
 
 KINDS = ("ngram", "near")
 EVIDENCE_SCHEMA = pa.schema(
@@ -461,30 +463,40 @@ def _dedup_shingles(data: np.ndarray, offsets: np.ndarray, shingle_size: int) ->
     return _ngram_hashes(_unit_hashes(data, starts, ends), unit_offsets, shingle_size)
 
 
-def _near_copies(index: BenchmarkIndex, texts: pa.Array, shingles: ShingleSets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(document, item, exact Jaccard) of every LSH candidate pair at or above the threshold,
-    sorted by (document, item); `shingles` are the texts' dedup shingles.
+def _distinct_lower_bounds(shingles: ShingleSets) -> np.ndarray:
+    """Per document, a lower bound of its distinct shingles without sorting them: the number of the
+    2**DISTINCT_BUCKET_BITS top-bits buckets its hashes fall in (equal hashes share a bucket)."""
+    docs = len(shingles.offsets) - 1
+    owner = np.repeat(np.arange(docs), shingles.counts())
+    bucket = (shingles.hashes >> np.uint64(64 - DISTINCT_BUCKET_BITS)).astype(np.int64)
+    table = np.zeros(docs << DISTINCT_BUCKET_BITS, bool)
+    table[(owner << DISTINCT_BUCKET_BITS) | bucket] = True
+    return np.count_nonzero(table.reshape(docs, 1 << DISTINCT_BUCKET_BITS), axis=1)
 
-    Jaccard(D, I) >= t needs at least t * |I| shingles of D among the items' shingles, so documents
-    with fewer of them than t times the smallest item set are no near copy of anything and skip
-    MinHash (most documents): the result is that of LSH over every document."""
-    n_items, vocabulary = len(index.item_ids), len(index.shingle_vocab.hashes)
-    shingle_doc = np.repeat(np.arange(len(texts)), shingles.counts())
-    known = np.bincount(shingle_doc[index.shingle_vocab.find(shingles.hashes)[0]], minlength=len(texts))
+
+def _near_copies(index: BenchmarkIndex, shingles: ShingleSets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(document, item, exact Jaccard) of every LSH candidate pair at or above the threshold,
+    sorted by (document, item), from the documents' dedup shingles.
+
+    Jaccard(D, I) >= t needs |D & I| >= t * max(|D|, |I|), and |D & I| is at most the number k of
+    D's shingles among the items' shingles. So a document with k below t times the smallest item
+    set, or below t times a lower bound of its own distinct shingles, is no near copy of anything
+    and skips MinHash (most documents): the result is that of LSH over every document."""
+    n_docs, n_items, vocabulary = len(shingles.offsets) - 1, len(index.item_ids), len(index.shingle_vocab.hashes)
+    shingle_doc = np.repeat(np.arange(n_docs), shingles.counts())
+    known = np.bincount(shingle_doc[index.shingle_vocab.find(shingles.hashes)[0]], minlength=n_docs)
     smallest = index.shingle_counts[index.shingle_counts > 0].min(initial=np.iinfo(np.int64).max)
     hopeful = np.flatnonzero(known >= max(index.threshold * smallest, 1))
-    positions, _ = _ranges(shingles.offsets[hopeful], shingles.counts()[hopeful])
-    hopeful_offsets = np.zeros(len(hopeful) + 1, np.int64)
-    np.cumsum(shingles.counts()[hopeful], out=hopeful_offsets[1:])
+    hopeful = hopeful[known[hopeful] >= index.threshold * _distinct_lower_bounds(shingles.take(hopeful))]
     minhasher = MinHasher(index.num_perm, index.shingle_size, index.seed)
-    signatures = minhasher.signatures_of(ShingleSets(shingles.hashes[positions], hopeful_offsets))
+    signatures = minhasher.signatures_of(shingles.take(hopeful))
     query, item = index.bands.lookup(band_keys(signatures, index.layout).ravel())
     pair = np.unique(hopeful[query // index.layout.bands].astype(np.int64) * n_items + item)
     if len(pair) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64)
     docs, items = pair // n_items, pair % n_items
     candidates, doc_rank = np.unique(docs, return_inverse=True)
-    sets = shingle_sets(texts.take(candidates), index.shingle_size)
+    sets = distinct_shingles(shingles.take(candidates))
     doc_counts = sets.counts()[doc_rank]
     positions, of_pair = _ranges(sets.offsets[doc_rank], doc_counts)
     known, rank = index.shingle_vocab.find(sets.hashes[positions])
@@ -505,7 +517,7 @@ def _match_chunk(index: BenchmarkIndex, texts: pa.Array) -> tuple[dict[str, np.n
     n_docs, n_benchmarks = len(texts), len(index.names)
     item_benchmark = index.item_benchmarks()
     gram_docs, gram_items, first, sizes = _first_ngrams(index, words, windows)
-    near_docs, near_items, jaccard = _near_copies(index, texts, _dedup_shingles(data, offsets, index.shingle_size))
+    near_docs, near_items, jaccard = _near_copies(index, _dedup_shingles(data, offsets, index.shingle_size))
     measures = np.zeros((n_docs, n_benchmarks, 4), np.int64)
     measures[:, :, 0] = words.counts()[:, None]
     measures[:, :, 1] = _aligned_words(index, words, *windows[ALIGNMENT_WORDS])

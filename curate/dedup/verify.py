@@ -53,8 +53,12 @@ def _document_runs(offsets: np.ndarray, run: int) -> list[tuple[int, int]]:
 
 
 def shingle_sets(texts: list[str] | pa.Array | pa.ChunkedArray, ngram_size: int) -> ShingleSets:
-    """Sorted distinct shingle hashes of each document, sorted SORT_RUN shingles at a time."""
-    raw = shingle_hashes(texts, ngram_size)
+    """Sorted distinct shingle hashes of each document."""
+    return distinct_shingles(shingle_hashes(texts, ngram_size))
+
+
+def distinct_shingles(raw: ShingleSets) -> ShingleSets:
+    """Each document's hashes sorted and without repeats, sorted SORT_RUN hashes at a time."""
     hashes, counts = [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
     for lo, hi in _document_runs(raw.offsets, SORT_RUN):
         run = raw.hashes[raw.offsets[lo] : raw.offsets[hi]]
