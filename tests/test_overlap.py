@@ -396,6 +396,28 @@ def test_hash_table_owner_sets_tell_apart_sets_that_differ_by_item_0():
     assert found == {0: [0, 1], 1: [1], 2: [0], 3: [2, 3], 5: [0, 1]}
 
 
+def test_short_items_sharing_first_words_are_each_found_where_they_fit():
+    """Short items are found through the windows of their smallest length, then checked at their own
+    length: items opening alike, one running past a document's end, one inside another."""
+    items = ["red fox jumps high", "red fox jumps high over the wall", "red fox", "fox jumps", "a b c d e f g h i j k l"]
+    benchmark = pa.table({"item_id": [f"i{k}" for k in range(len(items))], "text": items})
+    index = build_index([("short", benchmark)], THRESHOLD, NUM_PERM, SHINGLE_SIZE, SEED)
+    texts = [
+        "the red fox jumps high over the wall today",
+        "RED, fox; jumps high",
+        "and then a red fox jumps high over the",
+        "wall of the castle",
+        "a b c d e f g h i j k",
+        "",
+        "red fox",
+    ]
+    ids = [f"d{k}" for k in range(len(texts))]
+    evidence, _ = match_documents(index, pa.array(ids), pa.array(texts))
+    ours = {(r["benchmark"], r["item_id"], r["doc_id"]): r["ngram"] for r in evidence.to_pylist() if r["kind"] == "ngram"}
+    assert ours == brute_force_ngrams([("short", benchmark)], ids, texts)
+    assert ("short", "i1", "d2") not in ours and ("short", "i1", "d0") in ours and ("short", "i4", "d4") not in ours
+
+
 def test_empty_and_null_documents(index, short_benchmark):
     evidence, measures = match_documents(index, pa.array(["a", "b"]), pa.array([None, ""], pa.string()))
     assert evidence.num_rows == 0 and evidence.schema == EVIDENCE_SCHEMA

@@ -298,7 +298,14 @@ class BenchmarkIndex:
     item_ids: pa.Array  # string, every item of every benchmark
     item_offsets: np.ndarray  # int64, len(names) + 1
     ngrams: HashTable  # n-gram hashes of the items, owned by item
-    short_lengths: list[int]  # word counts (< NGRAM_WORDS) of items that are one short n-gram
+    # Items under NGRAM_WORDS words are one short n-gram each. Every window of their smallest word
+    # count (short_prefix_words, 0 without such items) is looked up among their first words
+    # (short_prefixes, owned by short item k); only a hit is hashed at the item's own length.
+    short_prefix_words: int
+    short_prefixes: HashTable
+    short_words: np.ndarray  # int64: word count of short item k
+    short_hashes: np.ndarray  # uint64: its n-gram hash
+    short_sets: np.ndarray  # int32: its owner set in `ngrams`
     aligned: HashTable  # word 8-gram hashes, owned by benchmark
     bands: HashTable  # LSH band keys of the items with shingles, owned by item
     shingle_vocab: SortedHashes  # the distinct dedup shingles of all items
@@ -349,7 +356,12 @@ def build_index(
     item_benchmark = np.repeat(np.arange(len(benchmarks)), np.diff(item_offsets))
 
     ngram_hashes, ngram_items, aligned_hashes, aligned_items, word_counts = _item_words(texts)
-    short = np.unique(word_counts[(word_counts > 0) & (word_counts < NGRAM_WORDS)])
+    ngrams = HashTable.build(ngram_hashes, ngram_items)
+    short_items = np.flatnonzero((word_counts > 0) & (word_counts < NGRAM_WORDS))
+    prefix_words = int(word_counts[short_items].min()) if len(short_items) else 0
+    short_texts = words_of(*_string_buffer(normalize_texts(texts.take(short_items))))
+    prefixes = _ngram_hashes(short_texts.hashes, short_texts.offsets, max(prefix_words, 1))
+    short_hashes = _ngram_hashes(short_texts.hashes, short_texts.offsets, NGRAM_WORDS).hashes
 
     layout = resolve_layout(near_threshold, num_perm, None, None)
     sets = shingle_sets(texts, shingle_size)
@@ -362,8 +374,12 @@ def build_index(
         names=names,
         item_ids=item_ids,
         item_offsets=item_offsets,
-        ngrams=HashTable.build(ngram_hashes, ngram_items),
-        short_lengths=short.tolist(),
+        ngrams=ngrams,
+        short_prefix_words=prefix_words,
+        short_prefixes=HashTable.build(prefixes.hashes[prefixes.offsets[:-1]], np.arange(len(short_items))),
+        short_words=word_counts[short_items],
+        short_hashes=short_hashes,
+        short_sets=ngrams.sets[np.searchsorted(ngrams.keys.hashes, short_hashes)],
         aligned=HashTable.build(aligned_hashes, item_benchmark[aligned_items]),
         bands=HashTable.build(keys.ravel(), np.repeat(with_shingles, layout.bands)),
         shingle_vocab=SortedHashes.build(vocab),
@@ -387,22 +403,40 @@ def _stable_order(keys: np.ndarray, bound: int) -> np.ndarray:
     return order
 
 
+def _short_ngrams(
+    index: BenchmarkIndex, words: Words, windows: dict[int, tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(first word, owner set, length) of every occurrence of a short item's n-gram, in word order:
+    the windows that open a short item, then the item's whole n-gram hashed there and compared."""
+    if not index.short_prefix_words:
+        return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int64)
+    positions, hashes = windows[index.short_prefix_words]
+    query, item = index.short_prefixes.lookup(hashes)
+    first, size = positions[query], index.short_words[item]
+    document_end = words.offsets[np.searchsorted(words.offsets, first, side="right")]
+    fits = first + size <= document_end
+    first, item, size = first[fits], item[fits], size[fits]
+    combined = np.zeros(len(first), np.uint64)
+    for k in range(int(size.max(initial=0))):
+        word = words.hashes[np.minimum(first + k, len(words.hashes) - 1)]
+        combined += np.where(k < size, word * NGRAM_WEIGHTS[k], np.uint64(0))
+    found = mix64(combined) == index.short_hashes[item]
+    return first[found], index.short_sets[item[found]], size[found]
+
+
 def _first_ngrams(
     index: BenchmarkIndex, words: Words, windows: dict[int, tuple[np.ndarray, np.ndarray]]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(document, item, first word, length) of the first shared n-gram of every overlapping pair,
     sorted by (document, item)."""
-    first, sets, sizes = [], [], []
-    for size in sorted({NGRAM_WORDS, *index.short_lengths}):
-        positions, hashes = windows[size]
-        query, owner_set = index.ngrams.find_sets(hashes)
-        first.append(positions[query])
-        sets.append(owner_set)
-        sizes.append(np.full(len(query), size, np.int64))
-    first, sets, sizes = np.concatenate(first), np.concatenate(sets), np.concatenate(sizes)
+    positions, hashes = windows[NGRAM_WORDS]
+    query, sets = index.ngrams.find_sets(hashes)
+    short_first, short_sets, short_sizes = _short_ngrams(index, words, windows)
+    first, sets = np.concatenate([positions[query], short_first]), np.concatenate([sets, short_sets])
+    sizes = np.concatenate([np.full(len(query), NGRAM_WORDS, np.int64), short_sizes])
     # The hashes of one owner set all have one length (its items' n-grams do), so its hits come from
-    # one window length, in document order: after a stable sort by set, each (set, document) starts
-    # with its first n-gram.
+    # one window length, in document order (short n-grams come in word order too): after a stable
+    # sort by set, each (set, document) starts with its first n-gram.
     order = _stable_order(sets, len(index.ngrams.set_offsets) - 1)
     first, sets, sizes = first[order], sets[order], sizes[order]
     docs = np.repeat(np.arange(len(words.offsets) - 1), words.counts())[first]
@@ -513,7 +547,7 @@ def _match_chunk(index: BenchmarkIndex, texts: pa.Array) -> tuple[dict[str, np.n
     (documents x benchmarks x [words, aligned, ngram items, near items]) of one chunk."""
     data, offsets = _string_buffer(normalize_texts(texts))
     words = words_of(data, offsets)
-    windows = _windows(words, sorted({NGRAM_WORDS, ALIGNMENT_WORDS, *index.short_lengths}))
+    windows = _windows(words, sorted({NGRAM_WORDS, ALIGNMENT_WORDS, index.short_prefix_words} - {0}))
     n_docs, n_benchmarks = len(texts), len(index.names)
     item_benchmark = index.item_benchmarks()
     gram_docs, gram_items, first, sizes = _first_ngrams(index, words, windows)
