@@ -13,8 +13,9 @@ Stages (plain Ray tasks over hash partitions, `curate.dedup.components.shuffle`;
 the graph on one node, and a task holds about 1/num_partitions of a stage's rows; a task splits
 its output for the next shuffle itself):
 
-1. a task per block of documents: MinHash signatures and band keys, one row per (document, band),
-   with where the document lives (its block and row).
+1. a task per block of documents (the largest blocks first, here and in stage 3): MinHash
+   signatures and band keys, one row per (document, band), with where the document lives (its
+   block and row).
 2. shuffle on the band key: the buckets with at least two documents, their rows sent to the blocks
    of their documents.
 3. a task per block: bucket rows get the keep policy's sort key; the shingle sets of the block's
@@ -168,6 +169,18 @@ def _band_rows(docs: pa.Table, block: int, config: NearDedupConfig, layout: LshL
         },
         schema=LOCATED_SCHEMA,
     )
+
+
+@ray.remote
+def _text_bytes(block: pa.Table) -> int:
+    return pc.sum(pc.binary_length(block.column("text"))).as_py() or 0 if block.num_rows else 0
+
+
+def _largest_first(refs: list) -> list[int]:
+    """Block indexes by decreasing text size: the per-block tasks start with the largest, so that a
+    heavy block (sibling files sorted together) does not run alone while the other CPUs idle."""
+    sizes = ray.get([_text_bytes.remote(ref) for ref in refs])
+    return sorted(range(len(refs)), key=lambda index: -sizes[index])
 
 
 @ray.remote(num_returns=3)
@@ -472,7 +485,11 @@ def near_duplicates(ds: "ray.data.Dataset", config: NearDedupConfig) -> tuple["r
     """
     layout = config.layout()
     partitions = config.num_partitions
-    blocks = [_block_bands.remote(ref, index, config, layout) for index, ref in enumerate(ds.to_arrow_refs())]
+    refs = ds.to_arrow_refs()
+    largest_first = _largest_first(refs)
+    blocks = [None] * len(refs)
+    for index in largest_first:
+        blocks[index] = _block_bands.remote(refs[index], index, config, layout)
     doc_refs = [b[0] for b in blocks]
     buckets = shuffle(
         [([b[1] for b in blocks], "bucket", LOCATED_SCHEMA)],
@@ -484,12 +501,11 @@ def near_duplicates(ds: "ray.data.Dataset", config: NearDedupConfig) -> tuple["r
     search.counts["largest_bucket"] = max(ray.get([b[-2] for b in buckets]), default=0)
     search.counts["bucket_memberships"] = sum(ray.get([b[-1] for b in buckets]))
     if search.counts["bucket_memberships"]:
-        located = [
-            _block_members.options(num_returns=2 * partitions).remote(
-                ref, config.keep, config.ngram_size, partitions, *[b[i] for b in buckets]
+        located = [None] * len(doc_refs)
+        for i in largest_first:
+            located[i] = _block_members.options(num_returns=2 * partitions).remote(
+                doc_refs[i], config.keep, config.ngram_size, partitions, *[b[i] for b in buckets]
             )
-            for i, ref in enumerate(doc_refs)
-        ]
         search.rows = [m[:partitions] for m in located]
         search.sets = shuffle([], partitions, _by_node, split=[([m[partitions:] for m in located], SET_SCHEMA)])
         search.counts["members_moved"] = _total(search.sets)
