@@ -49,7 +49,7 @@ from curate.dedup.minhash import (
     _units,
 )
 from curate.dedup.normalize import _decode_utf8, classify_bytes, normalize_texts
-from curate.dedup.verify import distinct_shingles, shingle_sets
+from curate.dedup.verify import distinct_shingles, run_positions, shingle_sets
 
 NGRAM_WORDS = 13
 ALIGNMENT_WORDS = 8
@@ -456,16 +456,16 @@ def _first_ngrams(
 
 
 def _ngram_texts(words: Words, first: np.ndarray, sizes: np.ndarray) -> pa.Array:
-    """The words first[i] .. first[i] + sizes[i] - 1 of each n-gram, joined by single spaces."""
+    """The words first[i] .. first[i] + sizes[i] - 1 of each n-gram, joined by single spaces: each
+    word is copied with the byte after it, which becomes the space (the last word's is left out)."""
     word, owner = _ranges(first, sizes)
     last = np.ones(len(word), bool)
     last[:-1] = owner[1:] != owner[:-1]
-    piece = words.ends[word] - words.starts[word] + ~last  # the word, then a space unless it is the last
-    byte, piece_of_byte = _ranges(words.starts[word], piece)
-    space = byte == words.ends[word][piece_of_byte]
-    data = np.where(space, np.uint8(0x20), words.data[byte])
-    offsets = np.zeros(len(first) + 1, np.int64)
-    np.cumsum(np.bincount(owner, weights=piece, minlength=len(first)).astype(np.int64), out=offsets[1:])
+    piece = words.ends[word] - words.starts[word] + ~last
+    data = words.data[run_positions(words.starts[word], piece)]
+    piece_ends = np.cumsum(piece)
+    data[piece_ends[~last] - 1] = 0x20
+    offsets = np.concatenate([np.zeros(1, np.int64), piece_ends[last]])
     return pa.LargeStringArray.from_buffers(len(first), pa.py_buffer(offsets), pa.py_buffer(data)).cast(pa.string())
 
 

@@ -86,15 +86,23 @@ def _dense_ranks(hashes: np.ndarray) -> tuple[np.ndarray, int]:
     return rank, int(new.sum())
 
 
+def run_positions(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """starts[i], starts[i] + 1, ..., starts[i] + counts[i] - 1 for every i, one run after another:
+    a cumulative sum of steps, +1 inside a run and a jump between runs (two passes over the output)."""
+    runs = np.flatnonzero(counts > 0)
+    starts, counts = starts[runs], counts[runs]
+    steps = np.ones(int(counts.sum()), np.int64)
+    if len(steps):
+        steps[0] = starts[0]
+        steps[(np.cumsum(counts) - counts)[1:]] += starts[1:] - (starts[:-1] + counts[:-1])
+    return np.cumsum(steps)
+
+
 def _runs(values: np.ndarray, offsets: np.ndarray, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The values of the given documents (CSR offsets, none empty), one after another, and where
-    each document's run starts: a cumulative sum of steps, +1 inside a run, a jump between runs."""
+    each document's run starts."""
     counts = offsets[docs + 1] - offsets[docs]
-    starts = np.cumsum(counts) - counts
-    steps = np.ones(int(counts.sum()), np.int64)
-    steps[0] = offsets[docs[0]]
-    steps[starts[1:]] += offsets[docs[1:]] - offsets[docs[:-1] + 1]
-    return values[np.cumsum(steps)], starts
+    return values[run_positions(offsets[docs], counts)], np.cumsum(counts) - counts
 
 
 def intersection_sizes(sets: ShingleSets, left: np.ndarray, right: np.ndarray) -> np.ndarray:
