@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate.curation.text_features import document_chunks
 from curate.dedup.minhash import ShingleSets, shingle_hashes
 
 PAIR_SCHEMA = pa.schema(
@@ -42,16 +43,6 @@ def _order_by_owner_then_hash(hashes: np.ndarray, owner: np.ndarray, owners: int
     return by_hash[np.argsort(owner[by_hash].astype(owner_dtype), kind="stable")]
 
 
-def _document_runs(offsets: np.ndarray, run: int) -> list[tuple[int, int]]:
-    """Consecutive documents [lo, hi) with at most `run` values together (or one larger document)."""
-    runs, lo = [], 0
-    while lo < len(offsets) - 1:
-        hi = max(int(np.searchsorted(offsets, offsets[lo] + run, side="right")) - 1, lo + 1)
-        runs.append((lo, hi))
-        lo = hi
-    return runs
-
-
 def shingle_sets(texts: list[str] | pa.Array | pa.ChunkedArray, ngram_size: int) -> ShingleSets:
     """Sorted distinct shingle hashes of each document."""
     return distinct_shingles(shingle_hashes(texts, ngram_size))
@@ -60,7 +51,7 @@ def shingle_sets(texts: list[str] | pa.Array | pa.ChunkedArray, ngram_size: int)
 def distinct_shingles(raw: ShingleSets) -> ShingleSets:
     """Each document's hashes sorted and without repeats, sorted SORT_RUN hashes at a time."""
     hashes, counts = [np.zeros(0, np.uint64)], [np.zeros(0, np.int64)]
-    for lo, hi in _document_runs(raw.offsets, SORT_RUN):
+    for lo, hi in document_chunks(raw.offsets, SORT_RUN):
         run = raw.hashes[raw.offsets[lo] : raw.offsets[hi]]
         doc = np.repeat(np.arange(hi - lo), np.diff(raw.offsets[lo : hi + 1]))
         order = _order_by_owner_then_hash(run, doc, hi - lo)
