@@ -51,6 +51,18 @@ def splitmix_sequence(seed: int, count: int) -> np.ndarray:
 NGRAM_WEIGHTS = splitmix_sequence(0x5EED, 64) | np.uint64(1)
 
 
+def run_positions(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """starts[i], starts[i] + 1, ..., starts[i] + counts[i] - 1 for every i, one run after another:
+    a cumulative sum of steps, +1 inside a run and a jump between runs (two passes over the output)."""
+    runs = np.flatnonzero(counts > 0)
+    starts, counts = starts[runs], counts[runs]
+    steps = np.ones(int(counts.sum()), np.int64)
+    if len(steps):
+        steps[0] = starts[0]
+        steps[(np.cumsum(counts) - counts)[1:]] += starts[1:] - (starts[:-1] + counts[:-1])
+    return np.cumsum(steps)
+
+
 @dataclass(frozen=True)
 class ShingleSets:
     """Shingle hashes of a batch of documents, CSR-style: document i owns hashes[offsets[i]:offsets[i+1]].
@@ -66,11 +78,10 @@ class ShingleSets:
 
     def take(self, docs: np.ndarray) -> ShingleSets:
         """The hashes of the documents `docs`, in that order."""
-        counts = self.counts()[docs]
+        counts = self.offsets[docs + 1] - self.offsets[docs]
         offsets = np.zeros(len(docs) + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
-        positions = np.repeat(self.offsets[docs] - offsets[:-1], counts) + np.arange(offsets[-1])
-        return ShingleSets(self.hashes[positions], offsets)
+        return ShingleSets(self.hashes[run_positions(self.offsets[docs], counts)], offsets)
 
 
 def _string_buffer(normalized: pa.Array) -> tuple[np.ndarray, np.ndarray]:

@@ -47,9 +47,10 @@ from curate.dedup.minhash import (
     _string_buffer,
     _unit_hashes,
     _units,
+    run_positions,
 )
 from curate.dedup.normalize import _decode_utf8, classify_bytes, normalize_texts
-from curate.dedup.verify import distinct_shingles, run_positions, shingle_sets
+from curate.dedup.verify import distinct_shingles, shingle_sets
 
 NGRAM_WORDS = 13
 ALIGNMENT_WORDS = 8

@@ -77,25 +77,6 @@ def _dense_ranks(hashes: np.ndarray) -> tuple[np.ndarray, int]:
     return rank, int(new.sum())
 
 
-def run_positions(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """starts[i], starts[i] + 1, ..., starts[i] + counts[i] - 1 for every i, one run after another:
-    a cumulative sum of steps, +1 inside a run and a jump between runs (two passes over the output)."""
-    runs = np.flatnonzero(counts > 0)
-    starts, counts = starts[runs], counts[runs]
-    steps = np.ones(int(counts.sum()), np.int64)
-    if len(steps):
-        steps[0] = starts[0]
-        steps[(np.cumsum(counts) - counts)[1:]] += starts[1:] - (starts[:-1] + counts[:-1])
-    return np.cumsum(steps)
-
-
-def _runs(values: np.ndarray, offsets: np.ndarray, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The values of the given documents (CSR offsets, none empty), one after another, and where
-    each document's run starts."""
-    counts = offsets[docs + 1] - offsets[docs]
-    return values[run_positions(offsets[docs], counts)], np.cumsum(counts) - counts
-
-
 def intersection_sizes(sets: ShingleSets, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """|left[p] & right[p]| for every pair p.
 
@@ -109,6 +90,7 @@ def intersection_sizes(sets: ShingleSets, left: np.ndarray, right: np.ndarray) -
     if len(both) == 0:
         return sizes
     rank, distinct = _dense_ranks(sets.hashes)
+    ranked = ShingleSets(rank, sets.offsets)  # the same sets, each shingle as its rank
     marked = np.zeros(distinct, np.uint8)
     order = both[np.argsort(left[both], kind="stable")]
     by_left = left[order]
@@ -117,8 +99,8 @@ def intersection_sizes(sets: ShingleSets, left: np.ndarray, right: np.ndarray) -
         own = rank[sets.offsets[by_left[lo]] : sets.offsets[by_left[lo] + 1]]
         marked[own] = 1
         partners = order[lo:hi]
-        shingles, starts = _runs(rank, sets.offsets, right[partners])
-        sizes[partners] = np.add.reduceat(marked[shingles], starts, dtype=np.int64)
+        partner_sets = ranked.take(right[partners])
+        sizes[partners] = np.add.reduceat(marked[partner_sets.hashes], partner_sets.offsets[:-1], dtype=np.int64)
         marked[own] = 0
     return sizes
 
