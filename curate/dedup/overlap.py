@@ -362,7 +362,7 @@ def build_index(
     prefix_words = int(word_counts[short_items].min()) if len(short_items) else 0
     short_texts = words_of(*_string_buffer(normalize_texts(texts.take(short_items))))
     prefixes = _ngram_hashes(short_texts.hashes, short_texts.offsets, max(prefix_words, 1))
-    short_hashes = _ngram_hashes(short_texts.hashes, short_texts.offsets, NGRAM_WORDS).hashes
+    short_hashes = ngram_hashes[word_counts[ngram_items] < NGRAM_WORDS]  # one per short item, in item order
 
     layout = resolve_layout(near_threshold, num_perm, None, None)
     sets = shingle_sets(texts, shingle_size)
