@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_scale import site_packages_corpus  # noqa: E402
 
-from curate.curation.tokenizer import train_bpe  # noqa: E402
+from curate.curation.tokenizer import leading_texts, train_bpe  # noqa: E402
 
 HELD_OUT_FILES = 1500
 VOCAB_SIZE = 16_384
@@ -52,12 +52,7 @@ def main() -> None:
     print("|---:|---:|---:|---:|---:|")
     rows = []
     for size in sizes:
-        sample, seen = [], 0
-        for text in training:  # as the build takes its sample: up to and including the text that reaches the size
-            sample.append(text)
-            seen += len(text)
-            if seen >= size << 20:
-                break
+        sample = list(leading_texts(training, size << 20))  # as the build takes its sample
         start = cpu_seconds()
         tokenizer = train_bpe(iter(sample), VOCAB_SIZE)
         cost = cpu_seconds() - start

@@ -42,6 +42,17 @@ def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     return tokenizer
 
 
+def leading_texts(texts: Iterable[str], chars: int) -> Iterator[str]:
+    """The texts in order up to and including the one that reaches `chars` characters together: a
+    build's tokenizer training sample."""
+    seen = 0
+    for text in texts:
+        yield text
+        seen += len(text)
+        if seen >= chars:
+            return
+
+
 def load_tokenizer(path: str) -> Tokenizer:
     """Load a `tokenizer.json` from a local path or fsspec URL, with a one-line error if unusable."""
     try:

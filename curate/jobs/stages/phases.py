@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import ClassVar, Iterator
+from typing import ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,6 +28,7 @@ from curate.curation.storage import join
 from curate.curation.tokenizer import (
     encoder,
     eod_token_id,
+    leading_texts,
     load_tokenizer,
     save_tokenizer,
     train_bpe,
@@ -64,17 +65,8 @@ def _marked(table: pa.Table, held: bool) -> pa.Table:
 @ray.remote
 def _trained_tokenizer(blocks: list["ray.ObjectRef"], vocab_size: int) -> str:
     """A BPE trained on the texts of `blocks`, in order, up to TOKENIZER_TRAIN_CHARS (fetched one block at a time)."""
-
-    def texts() -> Iterator[str]:
-        seen = 0
-        for block in blocks:
-            for text in ray.get(block)["text"].to_pylist():
-                yield text
-                seen += len(text)
-                if seen >= TOKENIZER_TRAIN_CHARS:
-                    return
-
-    return train_bpe(texts(), vocab_size).to_str()
+    texts = (text for block in blocks for text in ray.get(block)["text"].to_pylist())
+    return train_bpe(leading_texts(texts, TOKENIZER_TRAIN_CHARS), vocab_size).to_str()
 
 
 def _train_tokenizer(ordered: "ray.data.MaterializedDataset", vocab_size: int) -> Tokenizer:
