@@ -15,31 +15,66 @@ from typing import Iterable, Iterator
 import fsspec
 import numpy as np
 import pyarrow as pa
+import rustbpe
 import tiktoken
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
 from curate.curation.errors import UserError
-from curate.curation.fast_encoder import tiktoken_encoding
+from curate.curation.fast_encoder import (
+    BYTE_LEVEL_PATTERN,
+    byte_level_decoder,
+    tiktoken_encoding,
+)
 
 EOD_TOKEN = "<|endoftext|>"
 KNOWN_EOD_TOKENS = (EOD_TOKEN, "<|end_of_text|>", "</s>", "<eos>", "<|im_end|>")
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
-    """Train a byte-level BPE with `EOD_TOKEN` as its only special token (id 0)."""
+    """Train a byte-level BPE with `EOD_TOKEN` as its only special token (id 0), the 256 bytes next
+    (in the order of their byte-level characters, as `tokenizers` numbers them) and the merges in the
+    order learned.
+
+    rustbpe counts the pre-tokens (ByteLevel's regex) and learns the merges 2.2-3.2x faster per CPU
+    second than `tokenizers`' BpeTrainer (benchmarks/bench_tokenizer_train.py), by the same rule:
+    the most frequent pair merges next. Ties go to the lowest pair of ids (bytes by value), where
+    BpeTrainer orders them otherwise.
+    """
     if vocab_size < 300:
         raise UserError(f"--vocab-size must be at least 300 (256 bytes plus merges), got {vocab_size}")
-    tokenizer = Tokenizer(models.BPE())
+    trainer = rustbpe.Tokenizer()
+    trainer.train_from_iterator(iter(texts), vocab_size - 1, pattern=BYTE_LEVEL_PATTERN)
+    learned = [token for token, _ in sorted(trainer.get_mergeable_ranks(), key=lambda item: item[1])]
+    return byte_level_bpe(learned[256:])
+
+
+def byte_level_bpe(merged: list[bytes]) -> Tokenizer:
+    """The byte-level BPE whose tokens are `EOD_TOKEN`, the 256 bytes and `merged`, in this order of
+    ids, each merged token made of the two tokens that BPE over the tokens before it leaves of its bytes."""
+    alphabet = {b: c for c, b in byte_level_decoder().items()}
+    ids = {bytes([alphabet_byte]): i for i, alphabet_byte in enumerate(sorted(alphabet, key=alphabet.get), start=1)}
+    merges = []
+    for token in merged:
+        left, right = _last_merge(token, ids)
+        merges.append(("".join(alphabet[b] for b in left), "".join(alphabet[b] for b in right)))
+        ids[token] = len(ids) + 1
+    vocab = {EOD_TOKEN: 0} | {"".join(alphabet[b] for b in token): token_id for token, token_id in ids.items()}
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[EOD_TOKEN],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer=trainer)
+    tokenizer.add_special_tokens([EOD_TOKEN])
     return tokenizer
+
+
+def _last_merge(token: bytes, ids: dict[bytes, int]) -> tuple[bytes, bytes]:
+    """The two tokens left of `token`'s bytes by merging, lowest id first, adjacent tokens known in `ids`."""
+    parts = [token[i : i + 1] for i in range(len(token))]
+    while len(parts) > 2:
+        best, at = min((ids.get(a + b, len(ids) + 1), i) for i, (a, b) in enumerate(zip(parts, parts[1:])))
+        if best > len(ids):
+            raise ValueError(f"no known pair merges inside token {token!r}")
+        parts[at : at + 2] = [parts[at] + parts[at + 1]]
+    return parts[0], parts[1]
 
 
 def leading_texts(texts: Iterable[str], chars: int) -> Iterator[str]:
