@@ -14,7 +14,6 @@ from fractions import Fraction
 from typing import Iterable
 
 import numpy as np
-from datasketch import HyperLogLogPlusPlus
 
 HLL_PRECISION = 14  # 16384 registers, about 0.8% standard error; must stay <= 16 (datasketch's tables)
 
@@ -36,6 +35,9 @@ def hll_registers(hashes: np.ndarray, precision: int = HLL_PRECISION) -> np.ndar
 
 def hll_count(registers: np.ndarray) -> int:
     """Estimated number of distinct items (datasketch's HLL++ estimator, bias-corrected)."""
+    # Imported here: datasketch imports scipy, 0.4 s in every worker that only fills registers.
+    from datasketch import HyperLogLogPlusPlus
+
     return int(round(HyperLogLogPlusPlus(reg=registers.copy()).count()))
 
 
