@@ -1,6 +1,6 @@
 """Tokenizer training per CPU second: curate's `train_bpe` (rustbpe) against `tokenizers`' BpeTrainer.
 
-A build trains its BPE (16,384 tokens) on up to its first 64 Mi characters; on the 47 MB mixed corpus
+A build trains its BPE (16,384 tokens) on up to its first 128 Mi characters; on the 47 MB mixed corpus
 that was a third of the build's CPU. Both trainers learn from the same texts in one run: the mixed
 corpus without every tenth document, and Python sources of this venv's site-packages (the code
 sample of `bench_tokenize.py`) without every tenth file. Reported: CPU seconds of this process for

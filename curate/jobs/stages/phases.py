@@ -37,10 +37,10 @@ from curate.jobs.datasets import read_parquet, sort_rows
 from curate.jobs.shard_writer import ordered_blocks, write_dataset
 from curate.regimes.base import Phase1Context, Phase1Transform
 
-# The build's BPE is trained on the first 64 Mi characters of the seeded order. Measured on held-out code
-# (docs/benchmarks.md), a 16,384-token vocabulary trained on 256 Mi gives 0.86% fewer tokens for four
-# times the training CPU; beyond that the training was a quarter of a 411 MB build.
-TOKENIZER_TRAIN_CHARS = 64 * 1024 * 1024
+# The build's BPE is trained on the first 128 Mi characters of the seeded order. Measured on held-out code
+# (docs/benchmarks.md, bench_tokenizer_sample.py), a 16,384-token vocabulary trained on 128 Mi gives 0.55% fewer
+# tokens than on 64 Mi for 12 CPU s of training (6 more), and 256 Mi 0.31% fewer again for three times that.
+TOKENIZER_TRAIN_CHARS = 128 * 1024 * 1024
 HASH_RANGE = 1 << 63  # keyed hashes are 63-bit non-negative integers
 
 
