@@ -514,12 +514,13 @@ def _near_copies(index: BenchmarkIndex, shingles: ShingleSets) -> tuple[np.ndarr
     sorted by (document, item), from the documents' dedup shingles.
 
     Jaccard(D, I) >= t needs |D & I| >= t * max(|D|, |I|), and |D & I| is at most the number k of
-    D's shingles among the items' shingles. So a document with k below t times the smallest item
-    set, or below t times a lower bound of its own distinct shingles, is no near copy of anything
-    and skips MinHash (most documents): the result is that of LSH over every document."""
-    n_docs, n_items, vocabulary = len(shingles.offsets) - 1, len(index.item_ids), len(index.shingle_vocab.hashes)
-    shingle_doc = np.repeat(np.arange(n_docs), shingles.counts())
-    known = np.bincount(shingle_doc[index.shingle_vocab.find(shingles.hashes)[0]], minlength=n_docs)
+    D's shingles that pass the items' vocabulary bitmap (every shingle of an item does, a few
+    others too). So a document with k below t times the smallest item set, or below t times a lower
+    bound of its own distinct shingles, is no near copy of anything and skips MinHash (most
+    documents): the result is that of LSH over every document."""
+    n_items, vocabulary = len(index.item_ids), len(index.shingle_vocab.hashes)
+    passed = np.concatenate([[0], np.cumsum(index.shingle_vocab.maybe(shingles.hashes))])
+    known = passed[shingles.offsets[1:]] - passed[shingles.offsets[:-1]]
     smallest = index.shingle_counts[index.shingle_counts > 0].min(initial=np.iinfo(np.int64).max)
     hopeful = np.flatnonzero(known >= max(index.threshold * smallest, 1))
     hopeful = hopeful[known[hopeful] >= index.threshold * _distinct_lower_bounds(shingles.take(hopeful))]
