@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+import pytest
 import regex
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
+from curate.curation import tokenizer as tokenizer_module
 from curate.curation.embedded import embedded_records
+from curate.curation.errors import UserError
 from curate.curation.fast_encoder import BYTE_LEVEL_PATTERN, byte_level_decoder
 from curate.curation.tokenizer import EOD_TOKEN, encoder, train_bpe
 
@@ -86,3 +89,10 @@ def test_layout_is_the_tokenizers_trainer_s():
     assert ours["added_tokens"] == theirs["added_tokens"]
     assert ours["pre_tokenizer"] == theirs["pre_tokenizer"]
     assert encoder(tokenizer).fast is not None
+
+
+def test_training_past_32_bit_counts_is_refused(monkeypatch):
+    monkeypatch.setattr(tokenizer_module, "MAX_TRAIN_BYTES", 1000)
+    with pytest.raises(UserError, match="at most 1,000 bytes"):
+        train_bpe(["x" * 600, "y" * 600], VOCAB_SIZE)
+    assert train_bpe(["x" * 500, "y" * 500], VOCAB_SIZE).get_vocab_size() > 257

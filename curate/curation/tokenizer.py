@@ -27,6 +27,7 @@ from curate.curation.fast_encoder import (
 )
 
 EOD_TOKEN = "<|endoftext|>"
+MAX_TRAIN_BYTES = 2**31 - 1
 KNOWN_EOD_TOKENS = (EOD_TOKEN, "<|end_of_text|>", "</s>", "<eos>", "<|im_end|>")
 
 
@@ -43,9 +44,20 @@ def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     if vocab_size < 300:
         raise UserError(f"--vocab-size must be at least 300 (256 bytes plus merges), got {vocab_size}")
     trainer = rustbpe.Tokenizer()
-    trainer.train_from_iterator(iter(texts), vocab_size - 1, pattern=BYTE_LEVEL_PATTERN)
+    trainer.train_from_iterator(_within_count_range(texts), vocab_size - 1, pattern=BYTE_LEVEL_PATTERN)
     learned = [token for token, _ in sorted(trainer.get_mergeable_ranks(), key=lambda item: item[1])]
     return byte_level_bpe(learned[256:])
+
+
+def _within_count_range(texts: Iterable[str]) -> Iterator[str]:
+    """The texts, stopped with an error past MAX_TRAIN_BYTES: rustbpe counts pre-tokens and pairs in
+    32 bits, and no count exceeds the number of bytes trained on."""
+    seen = 0
+    for text in texts:
+        seen += len(text.encode("utf-8"))
+        if seen > MAX_TRAIN_BYTES:
+            raise UserError(f"a BPE trains on at most {MAX_TRAIN_BYTES:,} bytes of text (32-bit counts); train it on a sample")
+        yield text
 
 
 def byte_level_bpe(merged: list[bytes]) -> Tokenizer:
