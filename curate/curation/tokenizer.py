@@ -46,7 +46,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     trainer = rustbpe.Tokenizer()
     trainer.train_from_iterator(_within_count_range(texts), vocab_size - 1, pattern=BYTE_LEVEL_PATTERN)
     learned = [token for token, _ in sorted(trainer.get_mergeable_ranks(), key=lambda item: item[1])]
-    return byte_level_bpe(learned[256:])
+    return _byte_level_bpe(learned[256:])
 
 
 def _within_count_range(texts: Iterable[str]) -> Iterator[str]:
@@ -60,7 +60,7 @@ def _within_count_range(texts: Iterable[str]) -> Iterator[str]:
         yield text
 
 
-def byte_level_bpe(merged: list[bytes]) -> Tokenizer:
+def _byte_level_bpe(merged: list[bytes]) -> Tokenizer:
     """The byte-level BPE whose tokens are `EOD_TOKEN`, the 256 bytes and `merged`, in this order of
     ids, each merged token made of the two tokens that BPE over the tokens before it leaves of its bytes."""
     alphabet = {b: c for c, b in byte_level_decoder().items()}
