@@ -203,10 +203,16 @@ def train_tokenizer(
     output: Path = typer.Option(..., "--output", "-o", help="Where to write tokenizer.json."),
     text_field: str = typer.Option("text", help="Field holding the document text."),
 ) -> None:
-    """Train a byte-level BPE (with an end-of-document token) on the valid records of the input."""
+    """Train a byte-level BPE (with an end-of-document token) on the valid records of the input, in
+    input order up to its first 128 Mi characters (TOKENIZER_TRAIN_CHARS), as a build does."""
     from curate.curation.ingest import IngestConfig, validate
     from curate.curation.readers import list_input_files, read_raw_records
-    from curate.curation.tokenizer import save_tokenizer, train_bpe
+    from curate.curation.tokenizer import (
+        TOKENIZER_TRAIN_CHARS,
+        leading_texts,
+        save_tokenizer,
+        train_bpe,
+    )
 
     config = IngestConfig(text_field=text_field)
 
@@ -217,7 +223,7 @@ def train_tokenizer(
                 if document is not None:
                     yield document["text"]
 
-    tokenizer = train_bpe(texts(), vocab_size)
+    tokenizer = train_bpe(leading_texts(texts(), TOKENIZER_TRAIN_CHARS), vocab_size)
     save_tokenizer(tokenizer, str(output))
     print(f"wrote {output} ({tokenizer.get_vocab_size():,} tokens)", file=sys.stderr)
 

@@ -26,6 +26,7 @@ from tokenizers import Tokenizer
 from curate.curation.order import keyed_hash, order_keys
 from curate.curation.storage import join
 from curate.curation.tokenizer import (
+    TOKENIZER_TRAIN_CHARS,
     encoder,
     eod_token_id,
     leading_texts,
@@ -37,10 +38,6 @@ from curate.jobs.datasets import read_parquet, sort_rows
 from curate.jobs.shard_writer import ordered_blocks, write_dataset
 from curate.regimes.base import Phase1Context, Phase1Transform
 
-# The build's BPE is trained on the first 128 Mi characters of the seeded order. Measured on held-out code
-# (docs/benchmarks.md, bench_tokenizer_sample.py), a 16,384-token vocabulary trained on 128 Mi gives 0.55% fewer
-# tokens than on 64 Mi for 12 CPU s of training (6 more), and 256 Mi 0.31% fewer again for three times that.
-TOKENIZER_TRAIN_CHARS = 128 * 1024 * 1024
 HASH_RANGE = 1 << 63  # keyed hashes are 63-bit non-negative integers
 
 
