@@ -1,7 +1,7 @@
 """A run watched while it trains: `curate train` leaves one line per checkpoint in RUN/diagnostics.jsonl,
 each equal to `curate diagnose` on that checkpoint, on local disk and on S3; `curate diagnose RUN
---watch` prints them and ends at the run's last iteration; a resume adds lines without analysing
-again, and a run training refuses is left alone."""
+--watch` prints them and ends at the run's last iteration, or where a failed run stopped; a resume adds
+lines without analysing again, and a run training refuses is left alone."""
 
 from __future__ import annotations
 
@@ -22,7 +22,13 @@ from typer.testing import CliRunner
 
 from curate.curation.errors import UserError
 from curate.curation.storage import read_bytes
-from curate.diagnostics.watch import WATCH_FILE, module_type, read_watch_file, watching
+from curate.diagnostics.watch import (
+    STOPPED_FILE,
+    WATCH_FILE,
+    module_type,
+    read_watch_file,
+    watching,
+)
 from curate.jobs.cli import make_app
 
 APP = make_app()
@@ -150,3 +156,31 @@ def test_lines_come_while_the_run_trains(ray_local, build, tmp_path):
         train(config, str(build), run, echo=echo)
     assert seen_before_the_end == STEPS[:-1]
     assert [line["step"] for line in lines_of(run)] == STEPS
+
+
+def test_watch_ends_where_a_failed_run_stopped_and_a_resume_clears_it(ray_local, build, tmp_path):
+    from curate.trainer.config import resolve_config
+    from curate.trainer.train import train
+
+    run = tmp_path / "run"
+
+    def fail_at_iteration_5(printed: str) -> None:
+        if printed.startswith("iter 5/"):
+            raise RuntimeError("disk full\nmore detail")
+
+    config = resolve_config("tiny", {**TEST_MODEL, "train_samples": 8 * 8, "lr_warmup_samples": 8})
+    with pytest.raises(RuntimeError, match="disk full"), one_torch_thread(), watching(str(run), interval=0.2):
+        train(config, str(build), run, echo=fail_at_iteration_5)
+    with one_torch_thread():
+        result = CliRunner().invoke(APP, ["diagnose", str(run), "--watch"])
+    assert isinstance(result.exception, UserError)
+    assert "stopped before its last iteration (RuntimeError: disk full)" in str(result.exception)
+    assert [line.split(":")[0] for line in result.output.splitlines()] == [f"iter_{step:07d}" for step in STEPS[:3]]
+
+    assert (run / STOPPED_FILE).read_text() == "RuntimeError: disk full\n"
+    with one_torch_thread(), watching(str(run), interval=0.2):
+        train(config, str(build), run, resume=True)
+    assert not (run / STOPPED_FILE).exists()
+    assert [line.split(":")[0] for line in curate("diagnose", str(run), "--watch").splitlines()] == [
+        f"iter_{step:07d}" for step in STEPS
+    ]

@@ -74,6 +74,13 @@ def listdir(root: str | os.PathLike, relpath: str = "") -> list[str]:
     return sorted(entry.rstrip("/").rsplit("/", 1)[-1] for entry in fs.ls(path, detail=False))
 
 
+def remove_file(root: str | os.PathLike, relpath: str) -> None:
+    """Delete file `root/relpath` if it is there."""
+    fs, path = _fresh(root, relpath)
+    if fs.exists(path):
+        fs.rm_file(path)
+
+
 def read_bytes(root: str | os.PathLike, relpath: str = "") -> bytes:
     fs, path = locate(root, relpath)
     return fs.cat_file(path)

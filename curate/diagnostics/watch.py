@@ -14,7 +14,9 @@ step order, so a reader follows the file by counting its lines.
 
 The end of a run: the line of the run's last iteration (its configuration's train_samples /
 global_batch_size) carries `"final": true`, and `curate diagnose RUN --watch` ends after it. A run
-that failed or stopped early (`--exit-interval`) has no final line until it is resumed to its end.
+that failed or stopped early (`--exit-interval`) has no final line until it is resumed to its end;
+when its training ended by an error (or Ctrl-C), `RUN/diagnostics.stopped` says which, after the
+watcher's last pass, and `--watch` ends there too. A run that resumes removes it.
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ from dataclasses import dataclass
 
 import ray
 
+from curate.curation.errors import UserError
 from curate.curation.manifest import read_jsonl
 from curate.curation.storage import (
     absolute,
     exists,
     join,
+    read_bytes,
+    remove_file,
     write_text_atomic,
 )
 from curate.diagnostics.analysis import MatrixLimits, analyse_checkpoint
@@ -48,6 +53,7 @@ from curate.diagnostics.summary import checkpoint_summary, group_statistics
 from curate.trainer.checkpoint import newest_checkpoint, read_state
 
 WATCH_FILE = "diagnostics.jsonl"
+STOPPED_FILE = "diagnostics.stopped"  # the error that ended the training, when one did
 WATCH_INTERVAL_S = 5.0
 FOLLOW_INTERVAL_S = 1.0
 # A module's type is its first dotted part: Llama's `self_attn.q_proj`, `mlp.up_proj`, BERT's `attention.self.query`.
@@ -161,34 +167,48 @@ class Watcher:
 def watching(run: str, against: AgainstBase | None = None, interval: float = WATCH_INTERVAL_S) -> Iterator[None]:
     """Diagnose `run`'s checkpoints while the block trains it (Ray must be initialised). On leaving
     the block, even by an error, the watcher makes its last pass and ends: no actor outlives it. Its
-    own error is raised only when the block succeeded, never over the block's."""
+    own error is raised only when the block succeeded, never over the block's; the block's error is
+    then written to STOPPED_FILE, which entering the block removes."""
+    remove_file(run, STOPPED_FILE)
     watcher = Watcher.remote(absolute(run), against)
     passes = watcher.watch.remote(interval)
-    succeeded = False
+    stopped_by = None
     try:
         yield
-        succeeded = True
+    except BaseException as error:
+        stopped_by = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+        raise
     finally:
         try:
             watcher.stop.remote()
             ray.get(passes)
         except Exception:
-            if succeeded:
+            if stopped_by is None:
                 raise
         finally:
             ray.kill(watcher)
+            if stopped_by is not None:
+                try:
+                    write_text_atomic(run, STOPPED_FILE, stopped_by + "\n")
+                except Exception:  # the training's error is the one to raise; without the file, --watch waits
+                    pass
 
 
 def follow(run: str, interval: float = FOLLOW_INTERVAL_S) -> Iterator[dict]:
-    """The watch file's lines as they appear, up to the final one (the run's last iteration)."""
+    """The watch file's lines as they appear, up to the final one (the run's last iteration); a
+    UserError after the last line when the training stopped by an error first."""
     seen = 0
     while True:
+        stopped = exists(run, STOPPED_FILE)  # written after the watcher's last pass: read the lines after it
         lines = read_watch_file(run)
         for line in lines[seen:]:
             yield line
             if line["final"]:
                 return
         seen = max(seen, len(lines))
+        if stopped:
+            reason = read_bytes(run, STOPPED_FILE).decode("utf-8").strip()
+            raise UserError(f"the run stopped before its last iteration ({reason}); resume it with `curate train --resume`")
         time.sleep(interval)
 
 
