@@ -18,6 +18,13 @@ def root_cause(error: BaseException) -> BaseException:
         error = inner
 
 
+def error_line(error: BaseException) -> str:
+    """The error behind Ray's wrappers in one line: its type and the first line of its message."""
+    cause = root_cause(error)
+    lines = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
+
+
 def user_error(error: BaseException) -> UserError | None:
     """The UserError behind `error`, also when a Ray task raised it."""
     cause = root_cause(error)

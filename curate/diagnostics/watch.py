@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import ray
 
-from curate.curation.errors import UserError
+from curate.curation.errors import UserError, error_line
 from curate.curation.manifest import read_jsonl
 from curate.curation.storage import (
     absolute,
@@ -176,7 +176,7 @@ def watching(run: str, against: AgainstBase | None = None, interval: float = WAT
     try:
         yield
     except BaseException as error:
-        stopped_by = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+        stopped_by = error_line(error)
         raise
     finally:
         try:

@@ -13,7 +13,7 @@ import tempfile
 import time
 import traceback
 
-from curate.curation.errors import root_cause
+from curate.curation.errors import error_line
 
 STAGE_NOTE = "curate-stage: "
 OUTPUT_NOTE = "curate-output: "
@@ -43,9 +43,6 @@ def write_log(error: BaseException) -> str:
 
 def summary_line(error: BaseException, log: str) -> str:
     """One line: what failed, in which stage, and where the full log is."""
-    cause = root_cause(error)
-    lines = str(cause).strip().splitlines()
-    what = f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
     stage = _note(error, STAGE_NOTE)
     where = f" in stage {stage}" if stage else ""
-    return f"curate: unexpected failure{where}: {what} (full log: {log})"
+    return f"curate: unexpected failure{where}: {error_line(error)} (full log: {log})"
