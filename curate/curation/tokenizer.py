@@ -69,13 +69,17 @@ def _byte_level_bpe(merged: list[bytes]) -> Tokenizer:
     """The byte-level BPE whose tokens are `EOD_TOKEN`, the 256 bytes and `merged`, in this order of
     ids, each merged token made of the two tokens that BPE over the tokens before it leaves of its bytes."""
     alphabet = {b: c for c, b in byte_level_decoder().items()}
+
+    def spelled(token: bytes) -> str:
+        return "".join(alphabet[b] for b in token)
+
     ids = {bytes([alphabet_byte]): i for i, alphabet_byte in enumerate(sorted(alphabet, key=alphabet.get), start=1)}
     merges = []
     for token in merged:
         left, right = _last_merge(token, ids)
-        merges.append(("".join(alphabet[b] for b in left), "".join(alphabet[b] for b in right)))
+        merges.append((spelled(left), spelled(right)))
         ids[token] = len(ids) + 1
-    vocab = {EOD_TOKEN: 0} | {"".join(alphabet[b] for b in token): token_id for token, token_id in ids.items()}
+    vocab = {EOD_TOKEN: 0} | {spelled(token): token_id for token, token_id in ids.items()}
     tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
