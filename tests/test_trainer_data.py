@@ -90,3 +90,21 @@ def test_megatron_export_reads_back_with_megatron_core(build, tmp_path):
         for index, document in enumerate(documents):
             assert dataset[index].tolist() == document + [eod]
         assert dataset.document_indices.tolist() == list(range(len(documents) + 1))
+
+
+def test_megatron_export_leaves_no_partial_phase(build, tmp_path):
+    import json
+    import shutil
+
+    from curate.trainer.export import export_megatron
+
+    copy = tmp_path / "build"
+    shutil.copytree(build, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    shard = copy / manifest["phases"][1]["shards"][-1]["path"]
+    shard.write_bytes(shard.read_bytes()[:100])
+    prefix = tmp_path / "megatron" / "corpus"
+    with pytest.raises(Exception):
+        export_megatron(str(copy), str(prefix))
+    written = sorted(p.name for p in prefix.parent.iterdir() if ".tmp-" not in p.name)
+    assert written == ["corpus_phase-1_text_document.bin", "corpus_phase-1_text_document.idx"]

@@ -29,18 +29,22 @@ from curate.curation.shards import read_shard
 PHASES = ("phase-1", "phase-2")
 
 
+def shard_tokens(build: str, shard: dict, eod_token_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """The documents of one shard as one int32 stream, each followed by the EOD token, and each
+    document's length in that stream (its tokens and the EOD)."""
+    table = read_shard(build, shard["path"])
+    if "input_ids" not in table.column_names:
+        raise UserError(f"{build}/{shard['path']} has no input_ids column (build it with a tokenizer)")
+    documents = table.column("input_ids").combine_chunks()
+    offsets = documents.offsets.to_numpy()
+    values = documents.values.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    values = values[offsets[0] : offsets[-1]]
+    return np.insert(values, offsets[1:] - offsets[0], np.int32(eod_token_id)), np.diff(offsets) + 1
+
+
 def phase_tokens(build: str, phase: dict, eod_token_id: int) -> np.ndarray:
     """All documents of one phase as one int32 stream, each followed by the EOD token."""
-    streams = []
-    for shard in phase["shards"]:
-        table = read_shard(build, shard["path"])
-        if "input_ids" not in table.column_names:
-            raise UserError(f"{build}/{shard['path']} has no input_ids column (build it with a tokenizer)")
-        documents = table.column("input_ids").combine_chunks()
-        offsets = documents.offsets.to_numpy()
-        values = documents.values.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
-        values = values[offsets[0] : offsets[-1]]
-        streams.append(np.insert(values, offsets[1:] - offsets[0], np.int32(eod_token_id)))
+    streams = [shard_tokens(build, shard, eod_token_id)[0] for shard in phase["shards"]]
     return np.concatenate(streams) if streams else np.zeros(0, dtype=np.int32)
 
 

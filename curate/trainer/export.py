@@ -17,20 +17,20 @@ import os
 import struct
 from pathlib import Path
 
-import fsspec
 import numpy as np
 
 from curate.curation.manifest import canonical_json, load_manifest
-from curate.curation.shards import read_shard
 from curate.curation.storage import (
     absolute,
     copy_atomic,
     join,
+    open_atomic,
     parent,
     write_text_atomic,
 )
 from curate.curation.tokenizer import eod_token_id, load_tokenizer
 from curate.trainer.checkpoint import MODEL_FILE, read_state, resolve_checkpoint
+from curate.trainer.data import shard_tokens
 
 MEGATRON_INDEX_HEADER = b"MMIDIDX\x00\x00"
 MEGATRON_INDEX_VERSION = 1
@@ -43,25 +43,26 @@ def megatron_token_dtype(vocab_size: int) -> np.dtype:
 
 
 def write_megatron_phase(build: str, phase: dict, eod: int, dtype: np.dtype, prefix: str) -> None:
-    lengths = []
-    with fsspec.open(f"{prefix}.bin", "wb") as data_file:
+    """`prefix.bin`, then `prefix.idx`, each through a temporary name: an index present means its
+    data is whole."""
+    root, name = parent(prefix), prefix.rsplit("/", 1)[1]
+    lengths = [np.zeros(0, np.int64)]
+    with open_atomic(root, f"{name}.bin") as data_file:
         for shard in phase["shards"]:
-            documents = read_shard(build, shard["path"]).column("input_ids")
-            for ids in documents.to_pylist():
-                tokens = np.asarray([*ids, eod], dtype=dtype)
-                data_file.write(tokens.tobytes(order="C"))
-                lengths.append(len(tokens))
-    lengths_array = np.asarray(lengths, dtype=np.int32)
+            tokens, document_lengths = shard_tokens(build, shard, eod)
+            data_file.write(tokens.astype(dtype).tobytes(order="C"))
+            lengths.append(document_lengths)
+    lengths_array = np.concatenate(lengths).astype(np.int32)
     pointers = np.concatenate(([0], np.cumsum(lengths_array.astype(np.int64) * dtype.itemsize)[:-1])).astype(np.int64)
-    document_indices = np.arange(len(lengths) + 1, dtype=np.int64)
-    with fsspec.open(f"{prefix}.idx", "wb") as index_file:
+    document_indices = np.arange(len(lengths_array) + 1, dtype=np.int64)
+    with open_atomic(root, f"{name}.idx") as index_file:
         index_file.write(MEGATRON_INDEX_HEADER)
         index_file.write(struct.pack("<Q", MEGATRON_INDEX_VERSION))
         index_file.write(struct.pack("<B", MEGATRON_DTYPE_CODES[dtype]))
-        index_file.write(struct.pack("<Q", len(lengths)))
+        index_file.write(struct.pack("<Q", len(lengths_array)))
         index_file.write(struct.pack("<Q", len(document_indices)))
         index_file.write(lengths_array.tobytes(order="C"))
-        index_file.write(pointers[: len(lengths)].tobytes(order="C"))
+        index_file.write(pointers[: len(lengths_array)].tobytes(order="C"))
         index_file.write(document_indices.tobytes(order="C"))
 
 
@@ -70,11 +71,9 @@ def export_megatron(build: str, prefix: str) -> list[str]:
     manifest = load_manifest(build)
     eod = int(manifest["tokenizer"]["eod_token_id"])
     dtype = megatron_token_dtype(int(manifest["tokenizer"]["vocab_size"]))
-    fs, base = fsspec.core.url_to_fs(prefix)
-    fs.makedirs(os.path.dirname(base), exist_ok=True)
     written = []
     for phase in manifest["phases"]:
-        phase_prefix = f"{prefix}_{phase['name']}_text_document"
+        phase_prefix = f"{absolute(prefix)}_{phase['name']}_text_document"
         write_megatron_phase(build, phase, eod, dtype, phase_prefix)
         written.append(phase_prefix)
     return written
