@@ -212,3 +212,6 @@ def test_a_local_output_on_several_nodes_is_refused(s3, cluster, tmp_path):
     result = submit(cluster, f"curate build --regime A --input s3://curate/corpus/ --output {tmp_path / 'A'} --quiet")
     assert result.returncode != 0
     assert "is a local path, but Ray has 3 nodes" in result.stdout + result.stderr
+    measured = submit(cluster, f"curate contamination s3://curate/builds/A --benchmark h=s3://curate/h.jsonl --output {tmp_path / 'c'}")
+    assert measured.returncode != 0
+    assert "is a local path, but Ray has 3 nodes" in measured.stdout + measured.stderr

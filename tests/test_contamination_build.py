@@ -138,6 +138,13 @@ def test_curate_contamination_on_the_finished_build_reports_the_same(build_a, tm
     assert evidence(tmp_path / "c", "A") == evidence(build_a)
 
 
+def test_curate_contamination_refuses_an_output_over_a_build(build_a):
+    for output, message in ((build_a.parent, "would empty"), (build_a / "measures", "is inside the build")):
+        result = CliRunner().invoke(app, ["contamination", str(build_a), "--benchmark", f"humaneval={HUMANEVAL}", "-o", str(output)])
+        assert isinstance(result.exception, UserError) and message in str(result.exception)
+    assert (build_a / "manifest.json").exists() and not (build_a / "measures").exists()
+
+
 def test_derived_builds_are_measured_as_written(build_a, teacher_server, tmp_path):  # noqa: F811
     c = run_build(BuildConfig(regime="C", source=str(build_a), **OPTIONS), RunOptions(output=str(tmp_path / "C"), quiet=True))["manifest"]
     teacher = {"backend": "openai", "endpoint": teacher_server.endpoint, "model": "tiny", "max_failure_fraction": 0.5}

@@ -56,6 +56,11 @@ def refuse_other_regimes_options(chosen: list[Regime], values: dict) -> None:
                 raise UserError(f"{option_name(field)} is an option of regime {other.name}, which is not built here ({names})")
 
 
+def shared_output_option() -> typer.models.OptionInfo:
+    """`--shared-output`, of every command whose Ray tasks write a local --output."""
+    return typer.Option(False, help="A local --output is a mount every node of the Ray cluster shares (else it must be s3:// or gs://).")
+
+
 def benchmark_parameters() -> list[inspect.Parameter]:
     """`--benchmark NAME=URL` and `--benchmark-fields NAME=f1,f2`, shared by `curate build` and `curate contamination`."""
     keyword = inspect.Parameter.KEYWORD_ONLY
@@ -105,9 +110,7 @@ def _build_parameters() -> list[inspect.Parameter]:
         *regime_parameters(list(REGISTRY.values())),
         option("resume", bool, typer.Option(False, help="Finish an interrupted build in OUT without redoing finished stages.")),
         option("keep_work", bool, typer.Option(False, help="Keep the stage scratch OUT/_work after the build completes.")),
-        option("shared_output", bool, typer.Option(
-            False, help="A local --output is a mount every node of the Ray cluster shares (else it must be s3:// or gs://)."
-        )),
+        option("shared_output", bool, shared_output_option()),
         option("overwrite", bool, typer.Option(False, help="Replace a non-empty OUT.")),
         option("num_cpus", Optional[int], typer.Option(None, help="CPUs of the local Ray (default: all).")),
         option("address", Optional[str], typer.Option(None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray).")),

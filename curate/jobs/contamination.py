@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 from curate.curation.benchmarks import BenchmarkSpec
+from curate.curation.errors import UserError
 from curate.curation.manifest import load_manifest, write_json_atomic
 from curate.curation.storage import absolute, join, locate
 from curate.dedup.near import NearDedupConfig
@@ -36,6 +37,22 @@ def _labels(builds: list[str]) -> list[str]:
     return [name if names.count(name) == 1 and name != WORK_DIR else f"{name}-{number}" for number, name in enumerate(names, start=1)]
 
 
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _check_apart(builds: list[str], labels: list[str], output: str) -> None:
+    """The output must not write into a build, nor replace a folder that holds one (`DIR/<label>` and
+    the scratch are emptied first)."""
+    replaced = [join(output, label) for label in labels] + [join(output, WORK_DIR)]
+    for build in builds:
+        if _within(output, build):
+            raise UserError(f"--output {output} is inside the build {build}: write the measures to a folder of their own")
+        for folder in replaced:
+            if _within(build, folder):
+                raise UserError(f"--output {output} would empty {folder}, and with it the build {build}: choose another --output")
+
+
 def _near_settings(manifest: dict) -> NearDedupConfig:
     config = manifest["config"]
     return NearDedupConfig(threshold=config["near_threshold"], num_perm=config["num_perm"], ngram_size=config["ngram_size"],
@@ -50,7 +67,8 @@ def _remove(root: str, relpath: str) -> None:
 
 def measure_builds(builds: list[str], specs: list[BenchmarkSpec], output: str) -> dict:
     """Measure every build against the benchmarks; write the evidence and the summary under `output`."""
-    builds, output = [absolute(build) for build in builds], absolute(output)
+    builds, output = [absolute(build).rstrip("/") for build in builds], absolute(output).rstrip("/")
+    _check_apart(builds, _labels(builds), output)
     manifests = [load_manifest(build) for build in builds]
     read = read_benchmarks(specs)
     loaded: dict[NearDedupConfig, Benchmarks] = {}
