@@ -293,11 +293,11 @@ CODE_SAMPLES = {
     "    println!(\"{}\", line);\n}\n",
     "cpp": "#include <iostream>\n#include <vector>\n\nnamespace demo {\nint count(const std::vector<int>& v) {\n"
     "    return v.size();\n}\n}\n\nint main() {\n    std::cout << demo::count({1, 2}) << std::endl;\n    return 0;\n}\n",
+    "ruby": "require 'json'\n\nmodule Shop\n  class Cart\n    attr_reader :items\n\n    def initialize(owner)\n"
+    "      @owner = owner\n      @items = []\n    end\n\n    def each_item\n      @items.each do |item|\n        yield item\n"
+    "      end\n    end\n  end\nend\n\nputs Shop::Cart.new('ana').items.size\n",
 }
-
-
-# Ruby scores on its markers, but its lines do not look like code to `code_line_share`; it is not detected.
-MARKER_SAMPLES = [*CODE_SAMPLES.values(), "require 'json'\n\ndef greet(name)\n  puts name\nend\n\n[1, 2].each do |x|\n  puts x\nend\n"]
+MARKER_SAMPLES = list(CODE_SAMPLES.values())
 
 
 @pytest.mark.parametrize("language", sorted(CODE_SAMPLES))
@@ -311,6 +311,8 @@ def test_code_language_detection(language):
         "The quick brown fox jumps over the lazy dog. It was a sunny day; everyone was happy.",
         "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
         "NAME\n    ls - list directory contents\nSYNOPSIS\n    ls [OPTION]... [FILE]...\n",
+        "We walked to the river and asked what the ferryman\nwould do\nwith the boxes. He said\nthe end\n"
+        "of the season was near, and that the class of\nboats he kept would do.\nThe End\n",
     ],
 )
 def test_prose_is_not_code(text):
