@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import pyarrow as pa
@@ -208,6 +209,9 @@ def test_phases_shards_manifest_and_readers(ray_local, tmp_path):
     tokenizer_eod = manifest["tokenizer"]["eod_token_id"]
     assert json.loads((out / "tokenizer.json").read_text())["added_tokens"][0]["id"] == tokenizer_eod
     assert manifest["tokenizer"]["encoder"] == "tiktoken", "a trained byte-level BPE is encoded by tiktoken (same ids)"
+    texts = [text for phase in manifest["phases"] for s in phase["shards"] for text in read_shard(str(out), s["path"])["text"].to_pylist()]
+    trained = {"trainer": f"rustbpe {version('rustbpe')}", "documents": len(texts), "characters": sum(map(len, texts))}
+    assert manifest["tokenizer"]["trained"] == trained, "a corpus under the sample size is trained on whole"
     for phase in manifest["phases"]:
         for shard in phase["shards"]:
             data = (out / shard["path"]).read_bytes()
@@ -237,6 +241,7 @@ def test_given_tokenizer_is_used(ray_local, tmp_path):
     assert (tmp_path / "out" / "tokenizer.json").read_text() == (tmp_path / "tok.json").read_text()
     trained = json.loads((tmp_path / "tok.json").read_text())
     assert manifest["tokenizer"]["vocab_size"] == len(trained["model"]["vocab"]) + len(trained["added_tokens"]) - 1
+    assert "trained" not in manifest["tokenizer"]
 
 
 def test_same_seed_same_bytes_other_seed_other_order(ray_local, tmp_path):
