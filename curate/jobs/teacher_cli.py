@@ -1,4 +1,4 @@
-"""`curate teacher prompt` and `curate plan`: the teacher's prompt, and what regime D will cost."""
+"""`curate teacher prompt` and `curate plan`: the teacher's prompt, and what its rewrite of phase 1 will cost."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import typer
 from curate.curation.errors import UserError
 from curate.curation.storage import join
 
-teacher_app = typer.Typer(help="The teacher LLM of regime D.", no_args_is_help=True)
+teacher_app = typer.Typer(help="The teacher LLM that rewrites phase 1.", no_args_is_help=True)
 
 
 def prompt(lang: str = typer.Option("en", "--lang", help="Prompt variant: en or zh.")) -> None:
@@ -54,8 +54,8 @@ def phase1_texts(source: Optional[str], inputs: list[str], text_field: str) -> t
     return from_inputs(), 0.5
 
 
-def estimate(texts: Iterator[str], share: float, tokenizer_path: str, tokens_per_second: float) -> dict:
-    """Prompt and generated tokens of rewriting `texts` (scaled by `share`), and GPU hours."""
+def estimate(texts: Iterator[str], share: float, tokenizer_path: str, tokens_per_second: float, regime: str) -> dict:
+    """Prompt and generated tokens of rewriting `texts` (scaled by `share`) for `regime`, and GPU hours."""
     from curate.curation.detect import detect_language
     from curate.curation.teacher.config import TeacherConfig
     from curate.curation.teacher.parse import CLOSE_TAG, OPEN_TAG
@@ -77,7 +77,7 @@ def estimate(texts: Iterator[str], share: float, tokenizer_path: str, tokens_per
         budget += config.max_tokens(text)
     generated = document_tokens + tags * documents
     return {
-        "regime": "D",
+        "regime": regime,
         "documents": math.ceil(documents * share),
         "languages": {k: math.ceil(v * share) for k, v in sorted(languages.items())},
         "prompt_tokens": math.ceil(prompt_tokens * share),
@@ -90,7 +90,7 @@ def estimate(texts: Iterator[str], share: float, tokenizer_path: str, tokens_per
 
 
 def plan(
-    regime: str = typer.Option("D", "--regime", help="Only D needs a teacher."),
+    regime: Optional[str] = typer.Option(None, "--regime", help="A regime with a teacher (default: the first registered)."),
     inputs: Optional[list[str]] = typer.Option(None, "--input", help="Raw input URL(s), as for build."),
     source: Optional[str] = typer.Option(None, "--from", help="A complete A build: plan its exact phase 1."),
     tokenizer: Optional[str] = typer.Option(
@@ -101,9 +101,8 @@ def plan(
     ),
     text_field: str = typer.Option("text", help="Field holding the document text."),
 ) -> None:
-    """Estimate the tokens the teacher reads and writes for regime D, and the GPU hours at a given speed."""
-    if regime.upper() != "D":
-        raise UserError(f"curate plan estimates the teacher of regime D; regime {regime} has no teacher")
+    """Estimate the tokens the teacher reads and writes to rewrite phase 1, and the GPU hours at a given speed."""
+    regime = _teacher_regime(regime)
     if not inputs and not source:
         raise UserError("curate plan needs --input (raw input) or --from (an A build)")
     if tokens_per_second <= 0:
@@ -112,7 +111,19 @@ def plan(
     if tokenizer_path is None:
         raise UserError("curate plan --input needs --tokenizer (the teacher's tokenizer.json)")
     texts, share = phase1_texts(source, list(inputs or ()), text_field)
-    typer.echo(json.dumps(estimate(texts, share, tokenizer_path, tokens_per_second), indent=2, sort_keys=True))
+    typer.echo(json.dumps(estimate(texts, share, tokenizer_path, tokens_per_second, regime), indent=2, sort_keys=True))
+
+
+def _teacher_regime(name: Optional[str]) -> str:
+    """The regime named, which must have a teacher, or the first registered that has one."""
+    from curate.regimes import REGISTRY, get_regime
+
+    taught = [regime.name for regime in REGISTRY.values() if regime.transform.teacher]
+    if name is None:
+        return taught[0]
+    if not get_regime(name).transform.teacher:
+        raise UserError(f"curate plan estimates the teacher of regime {', '.join(taught)}; regime {name} has no teacher")
+    return get_regime(name).name
 
 
 def register(app: typer.Typer) -> None:

@@ -3,76 +3,16 @@
 A regime is a transform of phase 1 (one module of this package each, with its settings, the
 columns it adds and what it measures) plus the training overrides that land in `manifest.json`
 under `recipe`, so the trainer applies them without the user repeating them. B, C and D derive
-from a complete A build (`derived_from`). Adding a regime is one module and one `register` call:
-`curate build` and `curate experiment` make options of its settings.
+from a complete A build (`derived_from`). Adding a regime is one module that ends in its
+`register(Regime(...))` call, imported below: `curate build` and `curate experiment` make options of
+its settings.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from curate.curation.errors import UserError
-from curate.regimes.base import Phase1Transform
-from curate.regimes.identity import Identity
-from curate.regimes.repetition import Repetition
-from curate.regimes.teacher_rewrite import TeacherRewrite
-from curate.regimes.vl_prompt_dedup import VLPromptDedup
-
-
-@dataclass(frozen=True)
-class Regime:
-    name: str
-    description: str
-    transform: Phase1Transform
-    train_overrides: dict = field(default_factory=dict)
-    derived_from: str | None = None
-
-
-REGISTRY: dict[str, Regime] = {}
-
-
-def register(regime: Regime) -> Regime:
-    """Add a regime to the registry (names are upper case, like the CLI's --regime)."""
-    REGISTRY[regime.name.upper()] = regime
-    return regime
-
-
-for _regime in (
-    Regime(
-        "A",
-        "coverage-expanding baseline: exact and MinHash near dedup, seeded order, two phases",
-        Identity(),
-        {"lr_decay_style": "cosine"},
-    ),
-    Regime(
-        "B",
-        "optimization control: A's data byte for byte, constant learning rate after warmup",
-        Identity(),
-        {"lr_decay_style": "constant"},
-        derived_from="A",
-    ),
-    Regime(
-        "C",
-        "repetition-concentrated: a seeded 10% of A's phase 1, each repeated 10 times",
-        Repetition(),
-        {"lr_decay_style": "cosine"},
-        derived_from="A",
-    ),
-    Regime(
-        "D",
-        "frequency-concentrated: every phase-1 document rewritten by the teacher LLM",
-        TeacherRewrite(),
-        {"lr_decay_style": "cosine"},
-        derived_from="A",
-    ),
-    Regime(
-        "VL",
-        "vision-language: prompt segments repeated across fields reduced to one instance",
-        VLPromptDedup(),
-        {"lr_decay_style": "cosine"},
-    ),
-):
-    register(_regime)
+from curate.regimes import identity, repetition, teacher_rewrite, vl_prompt_dedup  # noqa: F401  (each registers its regimes, in this order)
+from curate.regimes.base import REGISTRY, Regime, register  # noqa: F401  (the registry, for callers)
 
 
 def default_regime() -> str:

@@ -62,6 +62,7 @@ class Phase1Transform:
     `columns`: the shard columns the transform adds (input metadata of those names is renamed).
     `sections`: the top-level manifest and stats.json sections its output adds.
     `embedded_input`: whether the embedded default corpus (text) is a valid input of the regime.
+    `teacher`: whether phase 1 goes through the teacher LLM (what `curate plan` estimates).
     """
 
     name = "identity"
@@ -72,6 +73,7 @@ class Phase1Transform:
     tokenizes = True
     phases = 2
     embedded_input = True
+    teacher = False
     document_types: Mapping[str, pa.DataType] = {"id": pa.string(), "text": pa.string()}
 
     def check(self, settings: Mapping[str, Any]) -> dict:
@@ -91,3 +93,25 @@ class Phase1Transform:
 
     def apply(self, context: Phase1Context) -> Phase1Output:
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Regime:
+    """A named regime: its phase-1 transform and the training overrides that land in the manifest's
+    `recipe`; `derived_from` names the regime whose complete build it starts from."""
+
+    name: str
+    description: str
+    transform: Phase1Transform
+    train_overrides: dict = field(default_factory=dict)
+    derived_from: str | None = None
+
+
+REGISTRY: dict[str, Regime] = {}
+
+
+def register(regime: Regime) -> Regime:
+    """Add a regime to the registry (names are upper case, like the CLI's --regime); each regime's
+    module registers it."""
+    REGISTRY[regime.name.upper()] = regime
+    return regime

@@ -7,7 +7,13 @@ in its training recipe.
 
 from __future__ import annotations
 
-from curate.regimes.base import Phase1Context, Phase1Output, Phase1Transform
+from curate.regimes.base import (
+    Phase1Context,
+    Phase1Output,
+    Phase1Transform,
+    Regime,
+    register,
+)
 
 
 class Identity(Phase1Transform):
@@ -15,3 +21,22 @@ class Identity(Phase1Transform):
 
     def apply(self, context: Phase1Context) -> Phase1Output:
         return Phase1Output(context.write(context.phase1()))
+
+
+register(
+    Regime(
+        "A",
+        "coverage-expanding baseline: exact and MinHash near dedup, seeded order, two phases",
+        Identity(),
+        {"lr_decay_style": "cosine"},
+    )
+)
+register(
+    Regime(
+        "B",
+        "optimization control: A's data byte for byte, constant learning rate after warmup",
+        Identity(),
+        {"lr_decay_style": "constant"},
+        derived_from="A",
+    )
+)

@@ -16,7 +16,13 @@ import pyarrow as pa
 
 from curate.curation.errors import UserError
 from curate.curation.order import keyed_hash
-from curate.regimes.base import Phase1Context, Phase1Output, Phase1Transform
+from curate.regimes.base import (
+    Phase1Context,
+    Phase1Output,
+    Phase1Transform,
+    Regime,
+    register,
+)
 
 TOLERANCE = 1e-9
 REMAINDER_RULE = (
@@ -78,3 +84,14 @@ class Repetition(Phase1Transform):
             )
         ordered = copies.sort(["placement_key", "id", "copy_index"])
         return Phase1Output(context.write(ordered, drop=("placement_key",)))
+
+
+register(
+    Regime(
+        "C",
+        "repetition-concentrated: a seeded 10% of A's phase 1, each repeated 10 times",
+        Repetition(),
+        {"lr_decay_style": "cosine"},
+        derived_from="A",
+    )
+)

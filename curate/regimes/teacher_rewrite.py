@@ -34,7 +34,13 @@ from curate.curation.teacher.parse import ERROR, REWRITTEN, STATUSES, parse_rewr
 from curate.curation.teacher.prompt import build_prompt, prompt_variant
 from curate.curation.teacher.requests import LIGHT_STAGE_CPUS, document_seed
 from curate.curation.tokenizer import load_tokenizer, token_id_array
-from curate.regimes.base import Phase1Context, Phase1Output, Phase1Transform
+from curate.regimes.base import (
+    Phase1Context,
+    Phase1Output,
+    Phase1Transform,
+    Regime,
+    register,
+)
 
 TEACHER_STATS_DIR = "teacher"
 REGIME_COLUMNS = ("rewrite_status", "language", "original_tokens")
@@ -295,6 +301,7 @@ class TeacherRewrite(Phase1Transform):
 
     name = "teacher"
     settings_type = TeacherConfig
+    teacher = True
     columns = REGIME_COLUMNS
 
     def apply(self, context: Phase1Context) -> Phase1Output:
@@ -305,3 +312,14 @@ class TeacherRewrite(Phase1Transform):
             TeacherConfig(**context.settings),
         )
         return Phase1Output(phase_entry("phase-1", shards) | {"teacher": stats}, dropped=stats["rows_in"] - stats["rows_out"])
+
+
+register(
+    Regime(
+        "D",
+        "frequency-concentrated: every phase-1 document rewritten by the teacher LLM",
+        TeacherRewrite(),
+        {"lr_decay_style": "cosine"},
+        derived_from="A",
+    )
+)

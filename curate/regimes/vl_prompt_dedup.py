@@ -37,7 +37,13 @@ from curate.dedup.prompt_dedup import (
     RecordStats,
     dedup_record,
 )
-from curate.regimes.base import Phase1Context, Phase1Output, Phase1Transform
+from curate.regimes.base import (
+    Phase1Context,
+    Phase1Output,
+    Phase1Transform,
+    Regime,
+    register,
+)
 
 FIELD_STATS_TYPE = pa.struct(
     [
@@ -235,3 +241,13 @@ class VLPromptDedup(Phase1Transform):
         totals = _sums(pa.concat_tables(partials)).to_pylist() if partials else []
         config = PromptDedupConfig(tuple(settings["precedence"]), settings["min_tokens"], settings["min_width"])
         return Phase1Output(phase, {"vl": vl_summary(totals, config)})
+
+
+register(
+    Regime(
+        "VL",
+        "vision-language: prompt segments repeated across fields reduced to one instance",
+        VLPromptDedup(),
+        {"lr_decay_style": "cosine"},
+    )
+)
