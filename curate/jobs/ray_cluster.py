@@ -42,13 +42,15 @@ def init_ray(
 
 
 def set_parallelism(input_bytes: int) -> None:
-    """Shuffle partitions and read blocks sized to the input: two per CPU, plus one per 128 MiB.
+    """Shuffle partitions and read blocks sized to the input: one per CPU, or one per 128 MiB when
+    that is more.
 
     Ray Data's default of 200 turns a small build into thousands of tiny tasks; a large one
-    still gets enough partitions to bound each reducer's memory.
+    still gets enough partitions to bound each reducer's memory. Two per CPU cost near dedup 15%
+    more CPU on 27 MB of code (a task's fixed cost outweighed the balance it bought).
     """
     cpus = int(ray.cluster_resources().get("CPU", 2))
-    partitions = max(2 * cpus, math.ceil(input_bytes / PARTITION_BYTES))
+    partitions = max(cpus, math.ceil(input_bytes / PARTITION_BYTES))
     context = ray.data.DataContext.get_current()
     context.default_hash_shuffle_parallelism = partitions
     context.read_op_min_num_blocks = partitions
