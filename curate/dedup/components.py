@@ -68,14 +68,14 @@ def split_table(table: pa.Table, key: str, num_partitions: int) -> tuple[pa.Tabl
     return tuple(ordered.slice(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:]))
 
 
-def _parts(parts: tuple[pa.Table, ...]) -> tuple[pa.Table, ...] | pa.Table:
+def returned_parts(parts: tuple[pa.Table, ...]) -> tuple[pa.Table, ...] | pa.Table:
     """What a task with num_returns=len(parts) returns (Ray wants a bare value for one)."""
     return parts if len(parts) > 1 else parts[0]
 
 
 @ray.remote
 def _split(table: pa.Table, key: str, num_partitions: int) -> tuple[pa.Table, ...] | pa.Table:
-    return _parts(split_table(table, key, num_partitions))
+    return returned_parts(split_table(table, key, num_partitions))
 
 
 def as_table(pieces: Sequence[pa.Table], schema: pa.Schema) -> pa.Table:
@@ -104,7 +104,7 @@ def _reduce(
     flat: list[pa.Table] = []
     for output, key in zip(outputs, split_by):
         flat += split_table(output, key, num_partitions) if key else [output]
-    return _parts(tuple(flat))
+    return returned_parts(tuple(flat))
 
 
 def _listed(refs: object) -> list:
@@ -243,7 +243,7 @@ def _messages(arcs: pa.Table, frontier: pa.Table, num_partitions: int) -> tuple[
     kept = fresh.filter(pc.equal(fresh.column("state"), KEPT)).column("node").to_numpy()
     out = arcs.filter(pc.is_in(arcs.column("a"), value_set=fresh.column("node")))
     messages = pa.table({"b": out.column("b"), "kept": np.isin(out.column("a").to_numpy(), kept)}, schema=MESSAGE_SCHEMA)
-    return _parts(split_table(messages, "b", num_partitions))
+    return returned_parts(split_table(messages, "b", num_partitions))
 
 
 @ray.remote(num_returns=2)

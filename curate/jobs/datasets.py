@@ -23,6 +23,7 @@ from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from curate.curation.shards import read_shard
 from curate.curation.storage import is_remote, join, locate
+from curate.dedup.components import returned_parts
 from curate.jobs.ray_cluster import shuffle_partitions
 
 BROADCAST_KEYS = 1_000_000
@@ -60,10 +61,10 @@ def _fits_one_task(ds: "ray.data.MaterializedDataset") -> bool:
 
 
 @ray.remote
-def _sorted_parts(keys: list[str], parts: int, *tables: pa.Table) -> list[pa.Table]:
+def _sorted_parts(keys: list[str], parts: int, *tables: pa.Table) -> tuple[pa.Table, ...] | pa.Table:
     table = pa.concat_tables(tables, promote_options="permissive").sort_by([(key, "ascending") for key in keys])
     step = max(1, -(-table.num_rows // parts))
-    return [table.slice(start * step, step) for start in range(parts)]
+    return returned_parts(tuple(table.slice(start * step, step) for start in range(parts)))
 
 
 def sort_rows(ds: "ray.data.Dataset", keys: str | list[str]) -> "ray.data.MaterializedDataset":
