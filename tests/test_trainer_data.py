@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from curate.curation.shards import read_shard
 from test_trainer_support import make_build, stdlib_documents
 from curate.trainer.data import load_packed_phases
+from curate.trainer.export import export_megatron
 
 SEQ = 32
 
@@ -18,8 +23,6 @@ def build(tmp_path_factory):
 
 
 def phase_documents(build, name):
-    import json
-
     manifest = json.loads((build / "manifest.json").read_text())
     phase = next(p for p in manifest["phases"] if p["name"] == name)
     rows = []
@@ -93,18 +96,16 @@ def test_megatron_export_reads_back_with_megatron_core(build, tmp_path):
 
 
 def test_megatron_export_leaves_no_partial_phase(build, tmp_path):
-    import json
-    import shutil
-
-    from curate.trainer.export import export_megatron
-
+    """A phase whose shard cannot be read leaves neither file of its pair, nor an earlier export's index."""
     copy = tmp_path / "build"
     shutil.copytree(build, copy)
+    prefix = tmp_path / "megatron" / "corpus"
+    export_megatron(str(copy), str(prefix))
     manifest = json.loads((copy / "manifest.json").read_text())
     shard = copy / manifest["phases"][1]["shards"][-1]["path"]
     shard.write_bytes(shard.read_bytes()[:100])
-    prefix = tmp_path / "megatron" / "corpus"
-    with pytest.raises(Exception):
+    with pytest.raises(pa.ArrowInvalid):
         export_megatron(str(copy), str(prefix))
-    written = sorted(p.name for p in prefix.parent.iterdir() if ".tmp-" not in p.name)
-    assert written == ["corpus_phase-1_text_document.bin", "corpus_phase-1_text_document.idx"]
+    written = sorted(p.name for p in prefix.parent.iterdir())
+    assert written == ["corpus_phase-1_text_document.bin", "corpus_phase-1_text_document.idx", "corpus_phase-2_text_document.bin"]
+    assert (prefix.parent / "corpus_phase-2_text_document.bin").stat().st_mtime_ns < shard.stat().st_mtime_ns

@@ -96,12 +96,17 @@ def local_file(url: str | os.PathLike) -> str:
 @contextmanager
 def open_atomic(root: str | os.PathLike, relpath: str) -> Iterator[BinaryIO]:
     """A binary handle on a temporary name, renamed to `root/relpath` when the block ends without an
-    error: readers never see half a file."""
+    error (and removed when it ends with one): readers never see half a file."""
     fs, final = locate(root, relpath)
     fs.makedirs(os.path.dirname(final), exist_ok=True)
     temporary = f"{final}.tmp-{uuid.uuid4().hex}"
-    with fs.open(temporary, "wb") as handle:
-        yield handle
+    try:
+        with fs.open(temporary, "wb") as handle:
+            yield handle
+    except BaseException:
+        if fs.exists(temporary):
+            fs.rm(temporary)
+        raise
     fs.mv(temporary, final)
 
 

@@ -26,6 +26,7 @@ from curate.curation.storage import (
     join,
     open_atomic,
     parent,
+    remove_file,
     write_text_atomic,
 )
 from curate.curation.tokenizer import eod_token_id, load_tokenizer
@@ -43,9 +44,10 @@ def megatron_token_dtype(vocab_size: int) -> np.dtype:
 
 
 def write_megatron_phase(build: str, phase: dict, eod: int, dtype: np.dtype, prefix: str) -> None:
-    """`prefix.bin`, then `prefix.idx`, each through a temporary name: an index present means its
-    data is whole."""
+    """`prefix.bin`, then `prefix.idx`, each through a temporary name, an earlier export's index
+    removed first: an index present means its data is whole."""
     root, name = parent(prefix), prefix.rsplit("/", 1)[1]
+    remove_file(root, f"{name}.idx")
     lengths = [np.zeros(0, np.int64)]
     with open_atomic(root, f"{name}.bin") as data_file:
         for shard in phase["shards"]:
@@ -73,7 +75,7 @@ def export_megatron(build: str, prefix: str) -> list[str]:
     dtype = megatron_token_dtype(int(manifest["tokenizer"]["vocab_size"]))
     written = []
     for phase in manifest["phases"]:
-        phase_prefix = f"{absolute(prefix)}_{phase['name']}_text_document"
+        phase_prefix = absolute(f"{prefix}_{phase['name']}_text_document")
         write_megatron_phase(build, phase, eod, dtype, phase_prefix)
         written.append(phase_prefix)
     return written
