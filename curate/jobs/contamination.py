@@ -32,9 +32,20 @@ EVIDENCE_SHARD_ROWS = 10_000
 
 
 def _labels(builds: list[str]) -> list[str]:
-    """Each build's folder name, made unique by its position where two share one."""
-    names = [os.path.basename(build.rstrip("/")) or "build" for build in builds]
-    return [name if names.count(name) == 1 and name != WORK_DIR else f"{name}-{number}" for number, name in enumerate(names, start=1)]
+    """Each build's folder name, made unique by its position where two share one (again, until no
+    two labels are the same: `a/A`, `b/A` and `c/A-1` give A-1-1, A-2 and A-1-3)."""
+    labels = [os.path.basename(build.rstrip("/")) or "build" for build in builds]
+    labels = [label if label != WORK_DIR else f"{label}-{number}" for number, label in enumerate(labels, start=1)]
+    while len(set(labels)) < len(labels):
+        labels = [label if labels.count(label) == 1 else f"{label}-{number}" for number, label in enumerate(labels, start=1)]
+    return labels
+
+
+def _compared(url: str) -> str:
+    """A URL as the overlap check compares it: local paths (and file:// URLs) with links resolved."""
+    if "://" in url and not url.startswith("file://"):
+        return url.rstrip("/")
+    return os.path.realpath(url.removeprefix("file://"))
 
 
 def _within(path: str, folder: str) -> bool:
@@ -44,12 +55,12 @@ def _within(path: str, folder: str) -> bool:
 def _check_apart(builds: list[str], labels: list[str], output: str) -> None:
     """The output must not write into a build, nor replace a folder that holds one (`DIR/<label>` and
     the scratch are emptied first)."""
-    replaced = [join(output, label) for label in labels] + [join(output, WORK_DIR)]
+    replaced = [_compared(join(output, label)) for label in labels] + [_compared(join(output, WORK_DIR))]
     for build in builds:
-        if _within(output, build):
+        if _within(_compared(output), _compared(build)):
             raise UserError(f"--output {output} is inside the build {build}: write the measures to a folder of their own")
         for folder in replaced:
-            if _within(build, folder):
+            if _within(_compared(build), folder):
                 raise UserError(f"--output {output} would empty {folder}, and with it the build {build}: choose another --output")
 
 
@@ -68,12 +79,13 @@ def _remove(root: str, relpath: str) -> None:
 def measure_builds(builds: list[str], specs: list[BenchmarkSpec], output: str) -> dict:
     """Measure every build against the benchmarks; write the evidence and the summary under `output`."""
     builds, output = [absolute(build).rstrip("/") for build in builds], absolute(output).rstrip("/")
-    _check_apart(builds, _labels(builds), output)
+    labels = _labels(builds)
+    _check_apart(builds, labels, output)
     manifests = [load_manifest(build) for build in builds]
     read = read_benchmarks(specs)
     loaded: dict[NearDedupConfig, Benchmarks] = {}
     summary = {}
-    for build, label, manifest in zip(builds, _labels(builds), manifests):
+    for build, label, manifest in zip(builds, labels, manifests):
         near = _near_settings(manifest)
         if near not in loaded:
             loaded[near] = index_benchmarks(read, near)
