@@ -11,8 +11,15 @@ its settings.
 from __future__ import annotations
 
 from curate.curation.errors import UserError
-from curate.regimes import identity, repetition, teacher_rewrite, vl_prompt_dedup  # noqa: F401  (each registers its regimes, in this order)
 from curate.regimes.base import REGISTRY, Regime, register  # noqa: F401  (the registry, for callers)
+
+# Each module registers its regimes on import; this order is the registry's, whose first is the default.
+# isort: off
+from curate.regimes import identity  # noqa: F401
+from curate.regimes import repetition  # noqa: F401
+from curate.regimes import teacher_rewrite  # noqa: F401
+from curate.regimes import vl_prompt_dedup  # noqa: F401
+# isort: on
 
 
 def default_regime() -> str:
