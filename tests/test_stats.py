@@ -313,6 +313,7 @@ def test_code_language_detection(language):
         "NAME\n    ls - list directory contents\nSYNOPSIS\n    ls [OPTION]... [FILE]...\n",
         "We walked to the river and asked what the ferryman\nwould do\nwith the boxes. He said\nthe end\n"
         "of the season was near, and that the class of\nboats he kept would do.\nThe End\n",
+        "Chapter one\n\nHe looked up.\nputs the cup down, she said\nand then went out.\nThe story does not end\nend\n",
     ],
 )
 def test_prose_is_not_code(text):

@@ -129,7 +129,7 @@ _CODE_LINE = re.compile(
     # Ruby: a def without a colon, class and module headers, `end` (a line opening a `do |x|` block is
     # left out: a pattern for it doubled the time of this one).
     r"|def [\w.]+[?!=]?(\(.*\))?\s*$|(class|module) [A-Z][\w:]*( < [\w:]+)?\s*$|end\s*$"
-    r"|(require|require_relative) ['\"]|attr_(reader|writer|accessor) :|puts\b)"
+    r"|(require|require_relative) ['\"]|attr_(reader|writer|accessor) :|puts (['\"]|[\w@.:]+\s*$))"
 )
 # Licence headers and other comments at the top of a file say nothing about its language.
 _LEADING_COMMENTS = re.compile(
