@@ -119,11 +119,14 @@ def _teacher_regime(name: Optional[str]) -> str:
     from curate.regimes import REGISTRY, get_regime
 
     taught = [regime.name for regime in REGISTRY.values() if regime.transform.teacher]
+    if not taught:
+        raise UserError("curate plan estimates a teacher's work, and no registered regime has a teacher")
     if name is None:
         return taught[0]
-    if not get_regime(name).transform.teacher:
+    regime = get_regime(name)
+    if not regime.transform.teacher:
         raise UserError(f"curate plan estimates the teacher of regime {', '.join(taught)}; regime {name} has no teacher")
-    return get_regime(name).name
+    return regime.name
 
 
 def register(app: typer.Typer) -> None:

@@ -69,7 +69,8 @@ def _trained_tokenizer(blocks: list["ray.ObjectRef"], vocab_size: int) -> tuple[
 
     rustbpe runs on rayon's threads, one per core unless told; the task holds one CPU, so it trains on
     one, as Ray gives OpenMP one thread (two threads took 41% more CPU for 12% less wall on the mixed
-    corpus, and its merges ran slower in parallel)."""
+    corpus, and its merges ran slower in parallel). The setting stays with the worker process, whose
+    later tasks hold one CPU too."""
     os.environ["RAYON_NUM_THREADS"] = "1"
     trained = {"trainer": f"rustbpe {version('rustbpe')}", "documents": 0, "characters": 0}
 
