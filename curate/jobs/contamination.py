@@ -55,12 +55,14 @@ def _within(path: str, folder: str) -> bool:
 def _check_apart(builds: list[str], labels: list[str], output: str) -> None:
     """The output must not write into a build, nor replace a folder that holds one (`DIR/<label>` and
     the scratch are emptied first)."""
-    replaced = [_compared(join(output, label)) for label in labels] + [_compared(join(output, WORK_DIR))]
+    written = _compared(output)
+    replaced = [_compared(join(output, folder)) for folder in [*labels, WORK_DIR]]
     for build in builds:
-        if _within(_compared(output), _compared(build)):
+        where = _compared(build)
+        if _within(written, where):
             raise UserError(f"--output {output} is inside the build {build}: write the measures to a folder of their own")
         for folder in replaced:
-            if _within(_compared(build), folder):
+            if _within(where, folder):
                 raise UserError(f"--output {output} would empty {folder}, and with it the build {build}: choose another --output")
 
 
