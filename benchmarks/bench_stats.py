@@ -113,12 +113,13 @@ def ray_pass(tables: list[pa.Table], workers: int) -> float:
     import ray
 
     from curate.jobs.stages.stats import compute_build_stats
+    from curate.regimes import get_regime
 
     with tempfile.TemporaryDirectory() as root:
         for index, table in enumerate(tables):
             write_shard(table, root, f"phase-{1 + index % 2}/shard-{index:05d}.arrow")
         ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
-        compute_build_stats(root, {})  # warm the workers' imports
+        compute_build_stats(root, get_regime("A").transform, {})  # warm the workers' imports
         _, seconds, _ = timed(compute_build_stats, root, {})
         ray.shutdown()
     return seconds

@@ -138,12 +138,13 @@ def stats_builds(ray_local, tmp_path_factory) -> dict[str, tuple[str, dict]]:
     from curate.curation.manifest import read_json
     from curate.curation.stats import STATS_NAME
     from curate.jobs.stages.stats import write_stats
+    from curate.regimes import get_regime
 
     root = tmp_path_factory.getbasetemp() / "stats-builds"
     folders = {regime: str(root / regime) for regime in "ACD"}
     if not (root / "done").exists():
         write_builds(str(root))
         for regime, folder in folders.items():
-            write_stats(folder, DEDUP, None if regime == "A" else folders["A"], [], {})
+            write_stats(folder, get_regime(regime).transform, DEDUP, None if regime == "A" else folders["A"], [], {})
         (root / "done").write_text("")
     return {regime: (folder, read_json(folder, STATS_NAME)) for regime, folder in folders.items()}

@@ -217,9 +217,10 @@ def test_exposure_counts_epochs_and_the_times_each_repeated_document_was_seen():
     # 16 samples, 8 per phase: 2 epochs of phase 1 and 4 of phase 2
     phases = [{"name": "phase-1", "rows": 4, "tokens": 37}, {"name": "phase-2", "rows": 2, "tokens": 19}]
     training = {"seq_length": 10, "train_samples": 16}
-    assert exposure({"phases": phases, "recipe": {"settings": {}}}, training) == {"epochs": {"phase-1": 2.0, "phase-2": 4.0}}
-    repeated = {"phases": phases, "recipe": {"settings": {"repeat_fraction": 0.1, "repeat_times": 10}}}
-    assert exposure(repeated, training) == {"epochs": {"phase-1": 2.0, "phase-2": 4.0}, "copies": 10, "times_seen": 20.0}
+    plain = {"regime": "A", "phases": phases, "recipe": {"settings": {}}}
+    assert exposure(plain, training) == {"epochs": {"phase-1": 2.0, "phase-2": 4.0}}
+    repeated = {"regime": "C", "phases": phases, "recipe": {"settings": {"repeat_fraction": 0.1, "repeat_times": 7}}}
+    assert exposure(repeated, training) == {"epochs": {"phase-1": 2.0, "phase-2": 4.0}, "copies": 7, "times_seen": 14.0}
 
 
 ITERATIONS = 24

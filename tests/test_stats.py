@@ -27,7 +27,8 @@ from curate.curation.stats import CoveragePartial, finalize, merge_partials, tab
 from curate.curation.text_features import ngram_hashes, text_language
 from curate.curation.vl import encode_record
 from curate.dedup.prompt_dedup import PromptDedupConfig, dedup_record
-from curate.jobs.stages.stats import compute_build_stats, discover_phases, prompt_duplication, shard_partial
+from curate.jobs.stages.stats import compute_build_stats, discover_phases, shard_partial
+from curate.regimes import get_regime
 from tests.stats_builds import DEDUP, stats_builds  # noqa: F401  (the shared fixture)
 from tests.vl_samples import FLAT, LLAVA, MESSAGES_PARTS
 
@@ -72,6 +73,9 @@ def test_simplified_words_regime_d_lowers_tail_mass_and_entropy(stats_builds):
     assert d["phases"]["phase-1"]["js_divergence"] > 5 * a["phases"]["phase-1"]["js_divergence"]
     assert a["overall"]["js_divergence"] == 0.0, "A is its own reference"
     assert d["phases"]["phase-1"]["rewrite_status"] == {"rewritten": 180}
+    assert d["phases"]["phase-2"]["rewrite_status"] == {"original": 180}
+    assert d["overall"]["rewrite_status"] == {"original": 180, "rewritten": 180}
+    assert not any(key.startswith(("prompt_", "rewrite_")) for key in a["overall"]), "A's shards carry neither"
 
 
 def test_code_converted_to_one_language_has_entropy_near_zero(stats_builds):
@@ -87,7 +91,7 @@ def test_code_converted_to_one_language_has_entropy_near_zero(stats_builds):
 
 def test_merging_partials_in_any_order_gives_identical_numbers(stats_builds):
     folder = stats_builds["C"][0]
-    partials = [shard_partial(folder, path) for paths in discover_phases(folder).values() for path in paths]
+    partials = [shard_partial(folder, path, get_regime("C").transform) for paths in discover_phases(folder).values() for path in paths]
     expected = canonical_json(finalize(merge_partials(partials)))
     for order in itertools.permutations(range(len(partials))):
         assert canonical_json(finalize(merge_partials(partials[i] for i in order))) == expected
@@ -154,7 +158,7 @@ def test_build_stats_merged_in_a_tree_of_ray_tasks_match_in_any_grouping(stats_b
     monkeypatch.setattr(curate.jobs.reduce, "FAN_IN", 2)
     folder, stats = stats_builds["C"]
     phases = {name: paths[::-1] for name, paths in discover_phases(folder).items()}
-    recomputed = compute_build_stats(folder, DEDUP, stats_builds["A"][0], phases)
+    recomputed = compute_build_stats(folder, get_regime("C").transform, DEDUP, stats_builds["A"][0], phases)
     assert canonical_json(recomputed) == canonical_json(stats)
 
 
@@ -192,19 +196,6 @@ def _vl_table(records: list[dict]) -> pa.Table:
     )
 
 
-def test_vl_prompt_duplication_share_drops_after_prompt_dedup():
-    records = [LLAVA, MESSAGES_PARTS, FLAT] * 3
-    before = finalize(table_partial(_vl_table(records), prompt_duplication))
-    deduplicated = [dedup_record(r, PromptDedupConfig())[0] for r in records]
-    after = finalize(table_partial(_vl_table(deduplicated), prompt_duplication))
-    assert before["prompt_records"] == after["prompt_records"] == 9
-    assert before["prompt_duplication_share"] > 0.2
-    assert before["prompt_records_with_duplicates"] == 9
-    assert after["prompt_duplication_share"] == 0.0
-    assert after["prompt_records_with_duplicates"] == 0
-    assert before["documents"] == 9 and before["tokens"] is None and before["distinct_ngrams"] == {}
-
-
 def test_vl_build_shards_report_the_share_before_and_after_from_vl_stats():
     results = [dedup_record(r, PromptDedupConfig()) for r in [LLAVA, MESSAGES_PARTS, FLAT]]
     vl_stats = [
@@ -217,17 +208,24 @@ def test_vl_build_shards_report_the_share_before_and_after_from_vl_stats():
         for _, _, stats in results
     ]
     table = _vl_table([record for record, _, _ in results]).append_column("vl_stats", pa.array(vl_stats))
-    measured = finalize(table_partial(table, prompt_duplication))
+    transform = get_regime("VL").transform
+
+    def measured(partial: CoveragePartial) -> dict:
+        return finalize(partial) | transform.statistics(partial.regime_counts)
+
+    once = measured(table_partial(table, transform.shard_counts))
     expected_before = sum(s["duplicate_segments"] for s in vl_stats) / sum(s["segments"] for s in vl_stats)
-    assert measured["prompt_duplication_share_before_dedup"] == pytest.approx(expected_before)
+    assert once["prompt_duplication_share_before_dedup"] == pytest.approx(expected_before)
     assert expected_before > 0.2
-    assert measured["prompt_duplication_share"] == 0.0 and measured["prompt_records"] == 3
-    merged = finalize(merge_partials([table_partial(table, prompt_duplication)] * 2))
+    assert once["prompt_duplication_share"] == 0.0 and once["prompt_records"] == 3
+    merged = measured(merge_partials([table_partial(table, transform.shard_counts)] * 2))
     assert merged["prompt_records_with_duplicates"] == 0 and merged["prompt_records"] == 6
+    assert merged["prompt_duplication_share_before_dedup"] == pytest.approx(expected_before)
+    assert transform.statistics(table_partial(table.drop_columns(["vl_stats"]), transform.shard_counts).regime_counts) == {}
 
 
 def test_missing_columns_give_nulls_not_crashes():
-    only_ids = finalize(table_partial(pa.table({"id": ["a", "b"]}), prompt_duplication))
+    only_ids = finalize(table_partial(pa.table({"id": ["a", "b"]})))
     assert only_ids["documents"] == 2
     for key in ("tokens", "bytes", "exact_duplicate_rate", "unigram_entropy", "tail_mass", "code_share"):
         assert only_ids[key] is None, key
@@ -409,6 +407,6 @@ def test_reference_must_share_the_tokenizer(stats_builds, tmp_path):
     write_shard(pa.table({"id": ["x"], "text": ["y"]}), str(other), "phase-1/shard-00000.arrow")
     (other / "tokenizer.json").write_text("{}")
     with pytest.raises(UserError, match="different tokenizers"):
-        compute_build_stats(folder, {}, str(other))
+        compute_build_stats(folder, get_regime("D").transform, {}, str(other))
     with pytest.raises(UserError, match="has no phase"):
-        compute_build_stats(folder, {}, str(tmp_path / "missing"))
+        compute_build_stats(folder, get_regime("D").transform, {}, str(tmp_path / "missing"))

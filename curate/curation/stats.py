@@ -114,8 +114,7 @@ class CoveragePartial:
     code_languages: dict = field(default_factory=dict)
     compression: Moments = field(default_factory=Moments)
     repeated_ngrams: Moments = field(default_factory=Moments)
-    prompt: dict = field(default_factory=dict)
-    rewrite_status: dict = field(default_factory=dict)
+    regime_counts: dict = field(default_factory=dict)
 
     def merge(self, other: "CoveragePartial") -> "CoveragePartial":
         hll = dict(self.hll)
@@ -139,8 +138,10 @@ class CoveragePartial:
             code_languages=dict(Counter(self.code_languages) + Counter(other.code_languages)),
             compression=self.compression.merge(other.compression),
             repeated_ngrams=self.repeated_ngrams.merge(other.repeated_ngrams),
-            prompt=dict(Counter(self.prompt) + Counter(other.prompt)),
-            rewrite_status=dict(Counter(self.rewrite_status) + Counter(other.rewrite_status)),
+            regime_counts={
+                key: self.regime_counts.get(key, 0) + other.regime_counts.get(key, 0)
+                for key in sorted(self.regime_counts.keys() | other.regime_counts.keys())
+            },
         )
 
 
@@ -158,15 +159,9 @@ def table_unigrams(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     return unigram_table(units[0], units[2]) if units is not None else count_table(np.zeros(0, np.uint64))
 
 
-def table_partial(
-    table: pa.Table, prompt_duplication: Callable[[pa.Table], dict | None] | None = None
-) -> CoveragePartial:
-    """The coverage partial of one table (a shard or one record batch of it).
-
-    `prompt_duplication(table) -> {"records", "segments", "duplicated", "records_with_duplicates",
-    and, when the input's counts are known, "segments_before", "duplicated_before"}` measures VL
-    prompt redundancy when given (the caller knows the record format).
-    """
+def table_partial(table: pa.Table, regime_counts: Callable[[pa.Table], dict[str, int]] | None = None) -> CoveragePartial:
+    """The coverage partial of one table (a shard or one record batch of it); `regime_counts`
+    (a regime transform's `shard_counts`) adds what the build's regime counts in it."""
     documents = table.num_rows
     texts = string_column(table, "text")
     tokens = token_units(table)
@@ -197,10 +192,8 @@ def table_partial(
         partial.document_sample = bottom_k(count_table(document_hash_values(texts, (units, offsets))), SAMPLE_KEYS)
         partial.unigrams = unigram_table(units, unit)
         _add_ngram_sketches(partial, units, offsets)
-    if "rewrite_status" in table.column_names:
-        partial.rewrite_status = dict(Counter(str(s) for s in table.column("rewrite_status").to_pylist()))
-    if prompt_duplication is not None:
-        partial.prompt = prompt_duplication(table) or {}
+    if regime_counts is not None:
+        partial.regime_counts = regime_counts(table)
     return partial
 
 
@@ -250,9 +243,8 @@ def finalize(
     _, sample_counts = partial.ngram8_sample
     code_counts = np.array(sorted(partial.code_languages.values()), dtype=np.int64)
     compression_mean, compression_std = partial.compression.summary()
-    prompt = partial.prompt
     repeated_mean, _ = partial.repeated_ngrams.summary()
-    section = {
+    return {
         "documents": partial.documents,
         "tokens": partial.tokens if partial.tokenized else None,
         "bytes": partial.text_bytes if partial.has_text else None,
@@ -300,13 +292,4 @@ def finalize(
         "compression_ratio_std": round_value(compression_std),
         "repeated_ngram_ratio_mean": round_value(repeated_mean),
         "repeated_ngram_order": REPEATED_NGRAM_ORDER,
-        "prompt_records": prompt.get("records", 0),
-        "prompt_duplication_share": ratio(prompt.get("duplicated", 0), prompt.get("segments", 0)),
-        "prompt_duplication_share_before_dedup": ratio(
-            prompt.get("duplicated_before", 0), prompt.get("segments_before", 0)
-        ),
-        "prompt_records_with_duplicates": prompt.get("records_with_duplicates", 0) if prompt.get("records") else None,
     }
-    if partial.rewrite_status:
-        section["rewrite_status"] = dict(sorted(partial.rewrite_status.items()))
-    return section

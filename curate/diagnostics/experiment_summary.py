@@ -26,6 +26,7 @@ from curate.curation.manifest import read_json, read_jsonl
 from curate.curation.report import SUMMARY_ROWS, load_builds, metric, section
 from curate.curation.storage import join
 from curate.diagnostics.summary import ALPHA_RANGE, TREND_RULE, trend_word
+from curate.regimes import get_regime
 from curate.trainer.data import manifest_epochs
 
 MIN_FITTED = 50
@@ -81,11 +82,11 @@ def build_record(build: str) -> dict:
 
 
 def exposure(manifest: dict, training: dict) -> dict:
-    """How many times a run met each phase's data, and for a recipe that repeats phase-1 documents
-    (its settings' `repeat_times`, regime C) how many times each repeated document was seen: copies
-    x phase-1 epochs, the number the repetition regime is about, which epochs alone hide."""
+    """How many times a run met each phase's data, and for a regime that repeats phase-1 documents
+    (its transform's `copies`) how many times each repeated document was seen: copies x phase-1
+    epochs, the number the repetition regime is about, which epochs alone hide."""
     epochs = manifest_epochs(manifest, training["seq_length"], training["train_samples"])
-    copies = manifest.get("recipe", {}).get("settings", {}).get("repeat_times")
+    copies = get_regime(manifest["regime"]).transform.copies(manifest["recipe"]["settings"])
     if copies is None:
         return {"epochs": epochs}
     return {"epochs": epochs, "copies": copies, "times_seen": copies * epochs["phase-1"]}

@@ -208,7 +208,7 @@ def build_from_input(
     dedup = counts | {"quarantine_reasons": ingested.reasons, "near": near_measures}
     parts = written.phases + ([written.holdout | {"name": "holdout"}] if written.holdout else [])
     sections = written.sections | overlap_section(config, benchmarks, out, parts, runner, removed)
-    runner.run(CoverageStats(out, dedup, None, written.phases, sections))
+    runner.run(CoverageStats(out, transform, dedup, None, written.phases, sections))
     manifest = make_manifest(regime, config, written.phases, counts, written.tokenizer, ingested.inputs)
     manifest |= {"dedup": dedup} | sections | ({"holdout": written.holdout} if written.holdout else {})
     write_manifest(out, manifest)
@@ -236,7 +236,7 @@ def derive(config: BuildConfig, regime: Regime, source: str, out: str, runner: S
         removed = source_manifest.get(CONTAMINATION_SECTION, {}).get(name, {}).get("removed")
         if removed is not None:
             entry["removed"] = removed | {"evidence": "the source build's contamination/"}
-    runner.run(CoverageStats(out, dedup, source, phases, sections))
+    runner.run(CoverageStats(out, regime.transform, dedup, source, phases, sections))
     counts = with_dropped(source_manifest["counts"], derived.dropped)
     manifest = make_manifest(regime, config, phases, counts, source_manifest["tokenizer"], source_manifest["inputs"])
     manifest |= {"dedup": dedup} | sections | {k: source_manifest[k] for k in ("holdout",) if k in source_manifest}

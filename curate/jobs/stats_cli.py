@@ -32,10 +32,11 @@ def stats_command(
     from curate.regimes import get_regime
 
     reference = reference or _source_url(manifest)
-    carried = (*get_regime(manifest["regime"]).transform.sections, CONTAMINATION_SECTION)
+    transform = get_regime(manifest["regime"]).transform
+    carried = (*transform.sections, CONTAMINATION_SECTION)
     sections = {name: manifest[name] for name in carried if name in manifest}
     init_ray(address)
-    typer.echo(canonical_json(write_stats(out, manifest.get("dedup", {}), reference, manifest["phases"], sections)), nl=False)
+    typer.echo(canonical_json(write_stats(out, transform, manifest.get("dedup", {}), reference, manifest["phases"], sections)), nl=False)
 
 
 def _source_url(manifest: dict) -> str | None:

@@ -63,6 +63,8 @@ class Phase1Transform:
     `sections`: the top-level manifest and stats.json sections its output adds.
     `embedded_input`: whether the embedded default corpus (text) is a valid input of the regime.
     `teacher`: whether phase 1 goes through the teacher LLM (what `curate plan` estimates).
+    `shard_counts` and `statistics`: what its shards add to stats.json; `copies`: how many times it
+        repeats a phase-1 document (what the experiment's exposure reports).
     """
 
     name = "identity"
@@ -93,6 +95,20 @@ class Phase1Transform:
 
     def apply(self, context: Phase1Context) -> Phase1Output:
         raise NotImplementedError
+
+    def shard_counts(self, table: pa.Table) -> dict[str, int]:
+        """What the transform counts in one shard of its build (any phase): counts that add up
+        across shards, which `statistics` turns into stats.json keys. Nothing by default."""
+        return {}
+
+    def statistics(self, counts: Mapping[str, int]) -> dict:
+        """The keys the transform adds to one section of stats.json (a phase or the whole build),
+        from its `shard_counts` summed over that section's shards."""
+        return {}
+
+    def copies(self, settings: Mapping[str, Any]) -> int | None:
+        """How many times each phase-1 document it keeps appears (None: the transform repeats nothing)."""
+        return None
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,9 @@ class Repetition(Phase1Transform):
         ordered = copies.sort(["placement_key", "id", "copy_index"])
         return Phase1Output(context.write(ordered, drop=("placement_key",)))
 
+    def copies(self, settings: Mapping[str, Any]) -> int:
+        return settings["repeat_times"]
+
 
 register(
     Regime(

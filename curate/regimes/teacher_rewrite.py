@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections import Counter
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -312,6 +312,15 @@ class TeacherRewrite(Phase1Transform):
             TeacherConfig(**context.settings),
         )
         return Phase1Output(phase_entry("phase-1", shards) | {"teacher": stats}, dropped=stats["rows_in"] - stats["rows_out"])
+
+    def shard_counts(self, table: pa.Table) -> dict[str, int]:
+        """Documents per `rewrite_status` (phase 2, A's as it is, has none)."""
+        if "rewrite_status" not in table.column_names:
+            return {}
+        return dict(Counter(str(status) for status in table.column("rewrite_status").to_pylist()))
+
+    def statistics(self, counts: Mapping[str, int]) -> dict:
+        return {"rewrite_status": dict(sorted(counts.items()))} if counts else {}
 
 
 register(

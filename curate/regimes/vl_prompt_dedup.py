@@ -15,10 +15,12 @@ bytes values); `shape`; `vl_stats` (segments and tokens before and after, per fi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curate.curation.coverage_metrics import ratio
 from curate.curation.errors import UserError
 from curate.curation.ingest import IngestConfig, record_id
 from curate.curation.readers import RawRecord
@@ -241,6 +243,36 @@ class VLPromptDedup(Phase1Transform):
         totals = _sums(pa.concat_tables(partials)).to_pylist() if partials else []
         config = PromptDedupConfig(tuple(settings["precedence"]), settings["min_tokens"], settings["min_width"])
         return Phase1Output(phase, {"vl": vl_summary(totals, config)})
+
+    def shard_counts(self, table: pa.Table) -> dict[str, int]:
+        """Records, and their prompt segments and duplicated segments after and before
+        de-duplication (from `vl_stats`)."""
+        if "vl_stats" not in table.column_names:
+            return {}
+        stats = table.column("vl_stats")
+
+        def total(name: str) -> int:
+            return int(pc.sum(pc.struct_field(stats, name)).as_py() or 0)
+
+        changed = pc.greater(pc.struct_field(stats, "duplicate_segments_after"), 0)
+        return {
+            "records": table.num_rows,
+            "segments": total("segments_after"),
+            "duplicated": total("duplicate_segments_after"),
+            "records_with_duplicates": int(pc.sum(changed).as_py() or 0),
+            "segments_before": total("segments"),
+            "duplicated_before": total("duplicate_segments"),
+        }
+
+    def statistics(self, counts: Mapping[str, int]) -> dict:
+        if not counts.get("records"):
+            return {}
+        return {
+            "prompt_records": counts["records"],
+            "prompt_duplication_share": ratio(counts.get("duplicated", 0), counts.get("segments", 0)),
+            "prompt_duplication_share_before_dedup": ratio(counts.get("duplicated_before", 0), counts.get("segments_before", 0)),
+            "prompt_records_with_duplicates": counts.get("records_with_duplicates", 0),
+        }
 
 
 register(

@@ -3,18 +3,17 @@
 Shards are discovered by listing `OUT/phase-*/shard-*.arrow` (the manifest is written after
 this stage). Each task reads one shard and returns a fixed-size `CoveragePartial`; Ray tasks
 merge them in a tree (jobs/reduce.py) and the driver receives one partial per phase. Partials
-merge exactly, so `stats.json` is the same whatever order or grouping the merges take.
+merge exactly, so `stats.json` is the same whatever order or grouping the merges take. What a
+regime's shards carry of their own (D's rewrite statuses, VL's prompt segments) its transform
+counts (`shard_counts`) and turns into stats.json keys (`statistics`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
-
-import pyarrow as pa
 
 from curate.curation.errors import UserError
 from curate.curation.manifest import write_json_atomic
@@ -30,6 +29,7 @@ from curate.curation.stats import (
 )
 from curate.curation.storage import exists, join, locate, read_bytes
 from curate.jobs.reduce import tree_reduce
+from curate.regimes.base import Phase1Transform
 
 STATS_FORMAT_VERSION = 1
 _SHARD_PATH = re.compile(r"^(phase-\d+)/shard-\d+\.arrow$")
@@ -47,60 +47,12 @@ def discover_phases(out: str) -> dict[str, list[str]]:
     return phases
 
 
-def _vl_stats_counts(table: pa.Table) -> dict | None:
-    """The VL build's own per-record counts (`vl_stats`), before and after its de-duplication."""
-    if "vl_stats" not in table.column_names:
-        return None
-    import pyarrow.compute as pc
-
-    stats = table.column("vl_stats")
-    total = {name: int(pc.sum(pc.struct_field(stats, name)).as_py() or 0) for name in (
-        "segments", "duplicate_segments", "segments_after", "duplicate_segments_after")}
-    with_duplicates = int(pc.sum(pc.greater(pc.struct_field(stats, "duplicate_segments_after"), 0)).as_py() or 0)
-    return {
-        "records": table.num_rows,
-        "segments": total["segments_after"],
-        "duplicated": total["duplicate_segments_after"],
-        "records_with_duplicates": with_duplicates,
-        "segments_before": total["segments"],
-        "duplicated_before": total["duplicate_segments"],
-    }
-
-
-def prompt_duplication(table: pa.Table) -> dict | None:
-    """Prompt segments of VL records and how many are duplicated across fields.
-
-    A VL build's shards (a JSON `record` column, see regimes/vl_prompt_dedup.py) carry the counts it measured
-    before and after de-duplication in `vl_stats`; without them the records are measured here.
-    """
-    counted = _vl_stats_counts(table)
-    if counted is not None or "record" not in table.column_names:
-        return counted
-    from curate.curation.vl import ShapeError, get_text, parse_vl_record
-    from curate.dedup.prompt_dedup import PromptDedupConfig, dedup_texts
-
-    config = PromptDedupConfig()
-    measured = {"records": 0, "segments": 0, "duplicated": 0, "records_with_duplicates": 0}
-    for value in table.column("record").to_pylist():
-        try:
-            record = json.loads(value or "{}")
-            _, slots = parse_vl_record(record)
-        except (ShapeError, ValueError, TypeError):
-            continue
-        texts = [(slot.field, get_text(record, slot.path)) for slot in slots if not slot.protected]
-        _, stats = dedup_texts(texts, config)
-        measured["records"] += 1
-        measured["segments"] += stats.prompt.segments
-        measured["duplicated"] += stats.prompt.duplicate_segments
-        measured["records_with_duplicates"] += int(stats.prompt.duplicate_segments > 0)
-    return measured if measured["records"] else None
-
-
-def shard_partial(root: str, relpath: str) -> CoveragePartial:
-    """The partial of one shard, read whole (shards are written to fit in memory)."""
+def shard_partial(root: str, relpath: str, transform: Phase1Transform) -> CoveragePartial:
+    """The partial of one shard, read whole (shards are written to fit in memory), with what the
+    build's regime transform counts in it."""
     fs, path = locate(root, relpath)
     table = read_shard(root, relpath)
-    partial = table_partial(table, prompt_duplication)
+    partial = table_partial(table, transform.shard_counts)
     partial.shard_bytes = int(fs.size(path))
     return partial
 
@@ -109,12 +61,12 @@ def shard_unigrams(root: str, relpath: str) -> tuple:
     return table_unigrams(read_shard(root, relpath))
 
 
-def _reduced(function: Callable, merge: Callable[[list], Any], root: str, relpaths: list[str]) -> Any:
-    """`function(root, relpath)` for every shard as one Ray task each, merged by a tree of Ray tasks."""
+def _reduced(function: Callable, merge: Callable[[list], Any], root: str, relpaths: list[str], *args: Any) -> Any:
+    """`function(root, relpath, *args)` for every shard as one Ray task each, merged by a tree of Ray tasks."""
     import ray
 
     task = ray.remote(num_cpus=1)(function)
-    return tree_reduce([task.remote(root, relpath) for relpath in relpaths], merge)
+    return tree_reduce([task.remote(root, relpath, *args) for relpath in relpaths], merge)
 
 
 def _read_bytes(root: str, name: str) -> bytes | None:
@@ -143,16 +95,17 @@ def _near_duplicate_rate(dedup: dict) -> float | None:
 
 
 def compute_build_stats(
-    out: str, dedup: dict, reference: str | None = None, phases: dict[str, list[str]] | None = None
+    out: str, transform: Phase1Transform, dedup: dict, reference: str | None = None, phases: dict[str, list[str]] | None = None
 ) -> dict:
-    """Coverage statistics of the shards in `out`, without writing them.
+    """Coverage statistics of the shards in `out`, a build whose phase 1 went through `transform`,
+    without writing them.
 
     `reference` is the build whose unigram ranking defines tail mass and which the
     Jensen-Shannon divergence compares against (None: the build itself). `phases` names the
     shards per phase; None lists `out/phase-*/shard-*.arrow`.
     """
     phases = discover_phases(out) if phases is None else phases
-    phase_partials = {name: _reduced(shard_partial, merge_partials, out, phases[name]) for name in sorted(phases)}
+    phase_partials = {name: _reduced(shard_partial, merge_partials, out, phases[name], transform) for name in sorted(phases)}
     overall = merge_partials(phase_partials.values())
     if reference is None:
         reference_unigrams = overall.unigrams
@@ -161,23 +114,27 @@ def compute_build_stats(
         check_reference(out, reference, reference_paths)
         reference_unigrams = _reduced(shard_unigrams, merge_count_tables, reference, reference_paths)
     near_rate = _near_duplicate_rate(dedup)
+    statistics = transform.statistics
     return {
         "format_version": STATS_FORMAT_VERSION,
         "reference": None if reference is None else os.path.basename(os.path.normpath(reference)),
         "dedup": dedup,
-        "overall": finalize(overall, reference_unigrams, near_rate),
-        "phases": {name: finalize(partial, reference_unigrams) for name, partial in phase_partials.items()},
+        "overall": finalize(overall, reference_unigrams, near_rate) | statistics(overall.regime_counts),
+        "phases": {
+            name: finalize(partial, reference_unigrams) | statistics(partial.regime_counts)
+            for name, partial in phase_partials.items()
+        },
     }
 
 
-def write_stats(out: str, dedup: dict, reference: str | None, phases: list[dict], sections: dict) -> dict:
+def write_stats(out: str, transform: Phase1Transform, dedup: dict, reference: str | None, phases: list[dict], sections: dict) -> dict:
     """Write `out/stats.json`: coverage, plus what the phase-1 transform measured; return it.
 
     A phase entry's own keys beyond its shards (D's `teacher`) go into that phase's section;
     `sections` (VL's `vl`) sit at the top level, as in the manifest. The build and
     `curate stats --recompute` both write stats.json through here, from the same values.
     """
-    stats = compute_build_stats(out, dedup, reference)
+    stats = compute_build_stats(out, transform, dedup, reference)
     for phase in phases:
         extra = {key: value for key, value in phase.items() if key not in ("name", "rows", "tokens", "shards")}
         stats["phases"][phase["name"]].update(extra)
@@ -198,11 +155,12 @@ class CoverageStats:
     name: ClassVar[str] = "stats"
     Result: ClassVar[type] = StatsWritten
     out: str
+    transform: Phase1Transform
     dedup: dict
     reference: str | None
     phases: list
     sections: dict
 
     def run(self, work: str) -> StatsWritten:
-        stats = write_stats(self.out, self.dedup, self.reference, self.phases, self.sections)
+        stats = write_stats(self.out, self.transform, self.dedup, self.reference, self.phases, self.sections)
         return StatsWritten(documents=stats["overall"]["documents"])
