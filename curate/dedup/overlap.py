@@ -41,13 +41,13 @@ from curate.dedup.minhash import (
     NGRAM_WEIGHTS,
     MinHasher,
     ShingleSets,
-    _as_string_array,
-    _byte_chunks,
-    _ngram_hashes,
-    _string_buffer,
-    _unit_hashes,
-    _units,
+    as_string_array,
+    byte_chunks,
     run_positions,
+    string_buffer,
+    unit_hashes,
+    unit_ngram_hashes,
+    unit_ranges,
 )
 from curate.dedup.normalize import _decode_utf8, classify_bytes, normalize_texts
 from curate.dedup.verify import distinct_shingles, shingle_sets
@@ -146,27 +146,27 @@ class Words:
 
 def words_of(data: np.ndarray, offsets: np.ndarray) -> Words:
     """The words of a batch of normalized texts (`normalize_texts`), given as their UTF-8 buffer and
-    document offsets (`curate.dedup.minhash._string_buffer`)."""
+    document offsets (`curate.dedup.minhash.string_buffer`)."""
     if len(data) == 0:
         nothing = np.zeros(0, np.int64)
         return Words(data, nothing, nothing, np.zeros(0, np.uint64), np.zeros(len(offsets), np.int64))
     separator = _separators(data)
-    # `_units` in word mode for every document (CJK text too); its char_start argument is then unused.
-    starts, ends = _units(offsets, separator, separator, np.zeros(len(offsets) - 1, bool))
+    # `unit_ranges` in word mode for every document (CJK text too); its char_start argument is then unused.
+    starts, ends = unit_ranges(offsets, separator, separator, np.zeros(len(offsets) - 1, bool))
     word_offsets = np.searchsorted(starts, offsets).astype(np.int64)
-    return Words(data, starts, ends, _unit_hashes(data, starts, ends), word_offsets)
+    return Words(data, starts, ends, unit_hashes(data, starts, ends), word_offsets)
 
 
 def word_strings(text: str) -> list[str]:
     """The words of one text as strings (the readable definition the vectorised words follow)."""
-    words = words_of(*_string_buffer(normalize_texts(pa.array([text], pa.string()))))
+    words = words_of(*string_buffer(normalize_texts(pa.array([text], pa.string()))))
     data = words.data.tobytes()
     return [data[s:e].decode("utf-8") for s, e in zip(words.starts.tolist(), words.ends.tolist())]
 
 
 def _windows(words: Words, lengths: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """For each length L: the first word of every L-word window lying inside one document, and the
-    window's hash (the hash `_ngram_hashes` gives the same L words)."""
+    window's hash (the hash `unit_ngram_hashes` gives the same L words)."""
     n_words = len(words.hashes)
     room = np.repeat(words.offsets[1:], words.counts()) - np.arange(n_words)  # words left in the document
     combined = words.hashes * NGRAM_WEIGHTS[0]
@@ -328,12 +328,12 @@ def _item_words(texts: pa.Array) -> tuple[np.ndarray, ...]:
     computed a chunk of items at a time."""
     hashes_and_items = (np.zeros(0, np.uint64), np.zeros(0, np.int64))
     parts = [(*hashes_and_items, *hashes_and_items, np.zeros(0, np.int64))]
-    for lo, hi in _byte_chunks(texts):
-        words = words_of(*_string_buffer(normalize_texts(texts.slice(lo, hi - lo))))
-        ngrams = _ngram_hashes(words.hashes, words.offsets, NGRAM_WORDS)
-        aligned = _ngram_hashes(words.hashes, words.offsets, ALIGNMENT_WORDS)
+    for lo, hi in byte_chunks(texts):
+        words = words_of(*string_buffer(normalize_texts(texts.slice(lo, hi - lo))))
+        ngrams = unit_ngram_hashes(words.hashes, words.offsets, NGRAM_WORDS)
+        aligned = unit_ngram_hashes(words.hashes, words.offsets, ALIGNMENT_WORDS)
         aligned_items = np.repeat(np.arange(lo, hi), aligned.counts())
-        # `_ngram_hashes` gives an item under 8 words one shingle of all its words: it has no 8-gram.
+        # `unit_ngram_hashes` gives an item under 8 words one shingle of all its words: it has no 8-gram.
         full = words.counts()[aligned_items - lo] >= ALIGNMENT_WORDS
         ngram_items = np.repeat(np.arange(lo, hi), ngrams.counts())
         parts.append((ngrams.hashes, ngram_items, aligned.hashes[full], aligned_items[full], words.counts()))
@@ -350,7 +350,7 @@ def build_index(
         raise ValueError(f"benchmark names must be distinct, got {names}")
     if not 0 < near_threshold <= 1:
         raise ValueError(f"near_threshold must be in (0, 1], got {near_threshold}")
-    texts = _as_string_array(pa.chunked_array([t.column("text") for _, t in benchmarks], pa.string()))
+    texts = as_string_array(pa.chunked_array([t.column("text") for _, t in benchmarks], pa.string()))
     item_ids = pa.chunked_array([t.column("item_id") for _, t in benchmarks], pa.string()).combine_chunks()
     item_offsets = np.zeros(len(benchmarks) + 1, np.int64)
     np.cumsum([t.num_rows for _, t in benchmarks], out=item_offsets[1:])
@@ -360,8 +360,8 @@ def build_index(
     ngrams = HashTable.build(ngram_hashes, ngram_items)
     short_items = np.flatnonzero((word_counts > 0) & (word_counts < NGRAM_WORDS))
     prefix_words = int(word_counts[short_items].min()) if len(short_items) else 0
-    short_texts = words_of(*_string_buffer(normalize_texts(texts.take(short_items))))
-    prefixes = _ngram_hashes(short_texts.hashes, short_texts.offsets, max(prefix_words, 1))
+    short_texts = words_of(*string_buffer(normalize_texts(texts.take(short_items))))
+    prefixes = unit_ngram_hashes(short_texts.hashes, short_texts.offsets, max(prefix_words, 1))
     short_hashes = ngram_hashes[word_counts[ngram_items] < NGRAM_WORDS]  # one per short item, in item order
 
     layout = resolve_layout(near_threshold, num_perm, None, None)
@@ -493,9 +493,9 @@ def _dedup_shingles(data: np.ndarray, offsets: np.ndarray, shingle_size: int) ->
     normalization): the one normalization serves both words and shingles."""
     if len(data) == 0:
         return ShingleSets(np.zeros(0, np.uint64), np.zeros(len(offsets), np.int64))
-    starts, ends = _units(offsets, *classify_bytes(data, offsets))
+    starts, ends = unit_ranges(offsets, *classify_bytes(data, offsets))
     unit_offsets = np.searchsorted(starts, offsets).astype(np.int64)
-    return _ngram_hashes(_unit_hashes(data, starts, ends), unit_offsets, shingle_size)
+    return unit_ngram_hashes(unit_hashes(data, starts, ends), unit_offsets, shingle_size)
 
 
 def _distinct_lower_bounds(shingles: ShingleSets) -> np.ndarray:
@@ -547,7 +547,7 @@ def _near_copies(index: BenchmarkIndex, shingles: ShingleSets) -> tuple[np.ndarr
 def _match_chunk(index: BenchmarkIndex, texts: pa.Array) -> tuple[dict[str, np.ndarray | pa.Array], np.ndarray]:
     """Evidence columns (row, item, kind, ngram, jaccard; rows local to the chunk) and measures
     (documents x benchmarks x [words, aligned, ngram items, near items]) of one chunk."""
-    data, offsets = _string_buffer(normalize_texts(texts))
+    data, offsets = string_buffer(normalize_texts(texts))
     words = words_of(data, offsets)
     windows = _windows(words, sorted({NGRAM_WORDS, ALIGNMENT_WORDS, index.short_prefix_words} - {0}))
     n_docs, n_benchmarks = len(texts), len(index.names)
@@ -580,12 +580,12 @@ def match_documents(
     (MEASURE_SCHEMA: one row per (document row, benchmark), document-major), from which the
     contamination figures of a corpus add up.
     """
-    texts = _as_string_array(texts)
+    texts = as_string_array(texts)
     if isinstance(ids, pa.ChunkedArray):
         ids = ids.combine_chunks()
     n_benchmarks = len(index.names)
     evidence_parts, measure_parts = [], [np.zeros((0, n_benchmarks, 4), np.int64)]
-    for lo, hi in _byte_chunks(texts):
+    for lo, hi in byte_chunks(texts):
         evidence, measures = _match_chunk(index, texts.slice(lo, hi - lo))
         evidence["row"] = evidence["row"] + lo
         evidence_parts.append(evidence)
