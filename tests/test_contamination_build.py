@@ -143,6 +143,9 @@ def test_curate_contamination_refuses_an_output_over_a_build(build_a):
         result = CliRunner().invoke(app, ["contamination", str(build_a), "--benchmark", f"humaneval={HUMANEVAL}", "-o", str(output)])
         assert isinstance(result.exception, UserError) and message in str(result.exception)
     assert (build_a / "manifest.json").exists() and not (build_a / "measures").exists()
+    not_a_build = build_a.parent  # said first, before where the output goes
+    result = CliRunner().invoke(app, ["contamination", str(not_a_build), "--benchmark", f"humaneval={HUMANEVAL}", "-o", str(not_a_build / "m")])
+    assert isinstance(result.exception, UserError) and "not a complete curate build" in str(result.exception)
 
 
 def test_derived_builds_are_measured_as_written(build_a, teacher_server, tmp_path):  # noqa: F811

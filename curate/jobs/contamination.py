@@ -81,9 +81,9 @@ def _remove(root: str, relpath: str) -> None:
 def measure_builds(builds: list[str], specs: list[BenchmarkSpec], output: str) -> dict:
     """Measure every build against the benchmarks; write the evidence and the summary under `output`."""
     builds, output = [absolute(build).rstrip("/") for build in builds], absolute(output).rstrip("/")
+    manifests = [load_manifest(build) for build in builds]
     labels = _labels(builds)
     _check_apart(builds, labels, output)
-    manifests = [load_manifest(build) for build in builds]
     read = read_benchmarks(specs)
     loaded: dict[NearDedupConfig, Benchmarks] = {}
     summary = {}
