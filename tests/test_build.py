@@ -297,6 +297,7 @@ def test_existing_output_is_refused_without_resume_or_overwrite(tmp_path):
         (["--repeat-fraction", "0.2"], "curate: error: --repeat-fraction is an option of regime C, which is not built here (A)"),
         (["--keep", "oldest"], "curate: error: --keep must be one of min-id, longest, first, got 'oldest'"),
         (["--docs", "-1"], "curate: error: --docs must be 0 (every document) or more, got -1"),
+        (["--vocab-size", "10"], "curate: error: --vocab-size must be at least 300 (256 bytes plus merges), got 10"),
         (["--regime", "C", "--docs", "5"],
          "curate: error: --docs samples the input: give it to the build of regime A (derived builds keep its documents)"),
     ],

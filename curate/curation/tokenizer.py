@@ -28,6 +28,7 @@ from curate.curation.fast_encoder import (
 
 EOD_TOKEN = "<|endoftext|>"
 MAX_TRAIN_BYTES = 2**31 - 1
+MIN_VOCAB_SIZE = 300
 # A build's BPE, and `curate tokenizer train`'s, is trained on the first 128 Mi characters of its input
 # (a build's in seeded order). Measured on held-out code (docs/benchmarks.md, bench_tokenizer_sample.py),
 # a 16,384-token vocabulary trained on 128 Mi gives 0.55% fewer tokens than on 64 Mi for 12 CPU s of
@@ -46,12 +47,17 @@ def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     the most frequent pair merges next. Ties go to the lowest pair of ids (bytes by value), where
     BpeTrainer orders them otherwise.
     """
-    if vocab_size < 300:
-        raise UserError(f"--vocab-size must be at least 300 (256 bytes plus merges), got {vocab_size}")
+    check_vocab_size(vocab_size)
     trainer = rustbpe.Tokenizer()
     trainer.train_from_iterator(_within_count_range(texts), vocab_size - 1, pattern=BYTE_LEVEL_PATTERN)
     learned = [token for token, _ in sorted(trainer.get_mergeable_ranks(), key=lambda item: item[1])]
     return _byte_level_bpe(learned[256:])
+
+
+def check_vocab_size(vocab_size: int) -> None:
+    """Refuse a vocabulary too small to hold the end-of-document token, the 256 bytes and some merges."""
+    if vocab_size < MIN_VOCAB_SIZE:
+        raise UserError(f"--vocab-size must be at least {MIN_VOCAB_SIZE} (256 bytes plus merges), got {vocab_size}")
 
 
 def _within_count_range(texts: Iterable[str]) -> Iterator[str]:

@@ -25,7 +25,7 @@ from curate.curation.manifest import (
 )
 from curate.curation.readers import InputFile, list_input_files
 from curate.curation.storage import absolute, is_remote
-from curate.curation.tokenizer import load_tokenizer
+from curate.curation.tokenizer import check_vocab_size, load_tokenizer
 from curate.dedup.near import NearDedupConfig
 from curate.jobs.ray_cluster import init_ray, set_parallelism, shuffle_partitions
 from curate.jobs.runner import Progress, StageRunner, prepare_output
@@ -293,6 +293,8 @@ def validate(regime: Regime, config: BuildConfig) -> dict:
         load_manifest(config.source)
     if config.tokenizer is not None:
         load_tokenizer(config.tokenizer)
+    elif regime.derived_from is None and regime.transform.tokenizes:
+        check_vocab_size(config.vocab_size)  # before any work, not when the BPE trains
     if config.shard_rows < 1:
         raise UserError(f"--shard-rows must be at least 1, got {config.shard_rows}")
     if config.decontaminate and not config.benchmarks:
