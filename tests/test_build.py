@@ -359,6 +359,20 @@ def test_s3_input_from_a_real_s3_api_server_on_localhost(s3_server, tmp_path):
     assert manifest["inputs"] == [{"url": "s3://corpus/web/part-0.jsonl.gz", "bytes": len(body), "token": f"etag:{etag}"}]
 
 
+@pytest.mark.parametrize("where", ["input", "output", "benchmark"])
+def test_object_storage_without_credentials_is_one_line_naming_what_cannot_be_reached(s3_server, tmp_path, where):
+    source = str(write_jsonl(tmp_path / "in.jsonl", corpus(3)))
+    urls = {"input": source, "output": str(tmp_path / "out"), "benchmark": None} | {where: "s3://corpus/x.jsonl"}
+    benchmark = ["--benchmark", f"he={urls['benchmark']}"] if urls["benchmark"] else []
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    missing = str(tmp_path / "none")
+    env |= {"AWS_SHARED_CREDENTIALS_FILE": missing, "AWS_CONFIG_FILE": missing, "AWS_EC2_METADATA_DISABLED": "true"}
+    result = run_cli("build", "--input", urls["input"], "--output", urls["output"], *benchmark, "--quiet", env=env)
+    assert result.returncode == 2, result.stderr
+    named = f"he {urls['benchmark']}" if where == "benchmark" else urls[where]
+    assert result.stderr.strip() == f"curate: error: cannot reach {where} {named}: NoCredentialsError: Unable to locate credentials"
+
+
 def test_a_finished_build_removes_its_work_folder_unless_asked_to_keep_it(ray_local, tmp_path):
     source = write_jsonl(tmp_path / "in.jsonl", corpus(20))
     build([source], tmp_path / "plain")

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from curate.curation.errors import UserError
 from curate.curation.readers import InputFile, detect_format, read_raw_records
+from curate.curation.storage import reaching
 
 CONTAMINATION_SECTION = "contamination"  # the stats.json and manifest section of the overlap figures
 NAME_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
@@ -87,11 +88,12 @@ def read_benchmark(spec: BenchmarkSpec) -> pa.Table:
     file_format = detect_format(spec.url)
     if file_format == "text":
         raise UserError(f"benchmark {spec.name} ({spec.url}): not JSONL (.jsonl, .jsonl.gz, .jsonl.zst) or Parquet")
-    try:
+    with reaching(spec.url, f"benchmark {spec.name}"):  # an unknown protocol, missing credentials, ...
         fs, path = fsspec.core.url_to_fs(spec.url)
-        found = fs.isfile(path)
-    except Exception as error:  # an unknown protocol, missing credentials, an unreachable store
-        raise UserError(f"benchmark {spec.name} ({spec.url}): cannot open: {type(error).__name__}: {error}") from None
+        try:  # `info`, not `isfile`: s3fs's isfile says False for a store it cannot reach
+            found = fs.info(path)["type"] == "file"
+        except FileNotFoundError:
+            found = False
     if not found:
         raise UserError(f"benchmark {spec.name}: {spec.url} not found")
     ids, texts = [], []

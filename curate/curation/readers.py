@@ -22,6 +22,7 @@ from typing import Iterator
 import fsspec
 
 from curate.curation.errors import UserError
+from curate.curation.storage import reaching
 
 FORMATS = ("jsonl", "jsonl.gz", "jsonl.zst", "parquet", "text")
 _SUFFIXES = (
@@ -159,17 +160,18 @@ def _list_url(url: str, pool: ThreadPoolExecutor) -> list[InputFile]:
         fs, path = fsspec.core.url_to_fs(url)
     except (ImportError, ValueError) as error:
         raise UserError(f"cannot open input {url}: {error}") from None
-    if any(char in path for char in "*?["):
-        base = path.split("*")[0].split("?")[0].split("[")[0].rsplit("/", 1)[0]
-        infos = {p: info for p, info in fs.glob(path, detail=True).items() if info["type"] == "file"}
-    elif fs.isdir(path):
-        base = path.rstrip("/")
-        infos = _find(fs, path, pool)
-    elif fs.isfile(path):
-        base = path.rsplit("/", 1)[0]
-        infos = {path: fs.info(path)}
-    else:
-        raise UserError(f"input not found: {url}")
+    with reaching(url, "input"):
+        if any(char in path for char in "*?["):
+            base = path.split("*")[0].split("?")[0].split("[")[0].rsplit("/", 1)[0]
+            infos = {p: info for p, info in fs.glob(path, detail=True).items() if info["type"] == "file"}
+        elif fs.isdir(path):
+            base = path.rstrip("/")
+            infos = _find(fs, path, pool)
+        elif fs.isfile(path):
+            base = path.rsplit("/", 1)[0]
+            infos = {path: fs.info(path)}
+        else:
+            raise UserError(f"input not found: {url}")
     if not infos:
         raise UserError(f"input matches no files: {url}")
     files = []

@@ -14,6 +14,20 @@ from typing import BinaryIO, Iterator
 
 import fsspec
 
+from curate.curation.errors import UserError, error_line
+
+
+@contextmanager
+def reaching(url: str, what: str) -> Iterator[None]:
+    """Say in one line that `url` cannot be reached (no credentials, no such bucket, no network) when
+    the first look at a user's storage fails: that is the user's to fix, not a crash."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as error:
+        raise UserError(f"cannot reach {what} {url}: {error_line(error)}") from None
+
 
 def absolute(url: str) -> str:
     """A URL as given, or a local path made absolute: Ray's workers do not share the caller's folder."""

@@ -24,7 +24,7 @@ import fsspec
 
 from curate.curation.errors import UserError
 from curate.curation.manifest import canonical_json, read_json, write_json_atomic
-from curate.curation.storage import join
+from curate.curation.storage import join, reaching
 from curate.jobs.failure import note_stage
 
 WORK_DIR = "_work"
@@ -175,7 +175,9 @@ class StageRunner:
 def prepare_output(out: str, resume: bool, overwrite: bool) -> None:
     """Refuse to write into a non-empty OUT unless --resume or --overwrite says what to do."""
     fs, base = fsspec.core.url_to_fs(out)
-    if fs.exists(base) and fs.ls(base):
+    with reaching(out, "output"):
+        written = fs.exists(base) and fs.ls(base)
+    if written:
         if overwrite:
             fs.rm(base, recursive=True)
         elif not resume:
