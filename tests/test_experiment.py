@@ -199,6 +199,33 @@ def test_rerun_redoes_nothing(experiment):
     assert files(root / "exp") == before
 
 
+def test_a_rerun_with_more_seeds_trains_only_the_new_ones(ray_local, tmp_path):
+    from curate.curation.errors import UserError
+    from curate.jobs.cli import app
+
+    corpus(tmp_path / "corpus.jsonl")
+
+    def run(seeds: int):
+        return CliRunner().invoke(app, [
+            "experiment", "--input", str(tmp_path / "corpus.jsonl"), "--regimes", "A,B", "--preset", "tiny",
+            "--output", str(tmp_path / "exp"), "--holdout", "0.2", "--no-near-dedup", "--vocab-size", "300",
+            "--shard-rows", "8", "--train-option", "train_samples=128", "--seeds", str(seeds),
+        ])  # fmt: skip
+
+    assert run(1).exit_code == 0
+    seed_0 = files(tmp_path / "exp" / "runs")
+    result = run(2)
+    assert result.exit_code == 0, result.output
+    assert "training, diagnosing and evaluating 2 runs: A seed 1, B seed 1" in result.output
+    runs = files(tmp_path / "exp" / "runs")
+    assert {path: stamp for path, stamp in runs.items() if "seed-0" in path} == seed_0
+    assert any("seed-1" in path for path in runs)
+    assert summary(tmp_path)["seeds"] == 2
+    assert [run["seed"] for run in json.loads((tmp_path / "exp" / "eval" / "A.json").read_text())["seeds"]] == [0, 1]
+    fewer = run(1)
+    assert isinstance(fewer.exception, UserError) and "--seeds may add seeds, not drop them" in str(fewer.exception)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

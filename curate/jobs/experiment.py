@@ -101,11 +101,17 @@ def _record(config: ExperimentConfig) -> dict:
 
 
 def claim_folder(layout: Layout, config: ExperimentConfig) -> None:
-    """Write EXP/experiment.json on the first run; a rerun must have the same configuration."""
+    """Write EXP/experiment.json on the first run; a rerun must have the same configuration, and may
+    ask for more seeds: seed n's runs do not depend on how many seeds there are, so those already
+    there are kept and only the new ones train."""
     record = _record(config)
     if exists(layout.root, CONFIG_FILE):
-        if read_json(layout.root, CONFIG_FILE) != record:
+        recorded = read_json(layout.root, CONFIG_FILE)
+        if recorded | {"seeds": config.seeds} != record:
             raise UserError(f"{layout.root} holds an experiment with another configuration; choose a new --output")
+        if config.seeds < recorded["seeds"]:
+            raise UserError(f"{layout.root} holds {recorded['seeds']} seeds: --seeds may add seeds, not drop them")
+        write_if_changed(join(layout.root, CONFIG_FILE), canonical_json(record))
         return
     if listdir(layout.root):
         raise UserError(f"{layout.root} exists, is not empty and holds no {CONFIG_FILE}; choose a new --output")

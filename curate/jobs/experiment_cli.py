@@ -59,7 +59,8 @@ def _experiment_parameters() -> list[inspect.Parameter]:
         )),
         option("seeds", Optional[int], typer.Option(None, help=(
             "Train every regime with this many seeds (initialisation and data order); default: the preset's ("
-            + ", ".join(f"{preset} {seeds}" for preset, seeds in PRESET_SEEDS.items()) + ").")
+            + ", ".join(f"{preset} {seeds}" for preset, seeds in PRESET_SEEDS.items()) + "). "
+            "Rerun with more to add seeds: only the new ones train.")
         )),
         option("slice_field", Optional[str], typer.Option("meta.source", help="Input metadata field to slice held-out loss by (column.key).")),
         option("train_option", Optional[list[str]], typer.Option(None, "--train-option", help="KEY=VALUE trainer option for every regime.")),
