@@ -212,6 +212,18 @@ def test_aggregate_mean_and_sd_are_numpys_with_ddof_1():
     assert aggregate(records[:1])["initial_share"] == {"mean": 0.1, "sd": None, "n": 1}
 
 
+def test_layer_figures_draw_each_layer_as_the_mean_over_seeds():
+    from curate.diagnostics.experiment_report import _layer_points
+
+    runs = [
+        {"final": {"layerwise": {"v_proj": {"layers": [0, 1, 2], "alpha": [2.0, None, 1.0]}}}},
+        {"final": {"layerwise": {"v_proj": {"layers": [0, 1, 2], "alpha": [4.0, 5.0, float("nan")]}}}},
+    ]
+    summary = {"regimes": ["A"], "runs": {"A": runs}}
+    assert _layer_points(summary, "v_proj", "alpha") == {"A": [(0, 3.0), (1, 5.0), (2, 1.0)]}
+    assert _layer_points(summary, "up_proj", "alpha") == {"A": []}
+
+
 def test_exposure_counts_epochs_and_the_times_each_repeated_document_was_seen():
     # packed sequences = (tokens + one EOD per row - 1) // seq_length: 40 // 10 = 4 and 20 // 10 = 2;
     # 16 samples, 8 per phase: 2 epochs of phase 1 and 4 of phase 2

@@ -6,7 +6,8 @@ paper's Table 1, the final alpha histogram (Figure 1), layer-wise alpha of v_pro
 (Figures 2 and 7), layer-wise relative change and delta effective rank with the change variance
 of every module type (Figure 3), held-out loss over training (overall and per slice), and the
 builds' coverage statistics. A number per regime is the mean ± sample standard deviation over
-seeds (the mean alone with one seed); the histogram and layer-wise figures are seed 0's. Charts
+seeds (the mean alone with one seed); the histogram pools every seed's matrices and the layer-wise
+figures draw the mean over seeds of each layer. Charts
 are inline SVG from `curate.curation.plots`, so the same summary gives the same bytes; the
 coverage report's script marks each chart once the browser drew it.
 """
@@ -147,19 +148,29 @@ def histogram_figure(summary: dict) -> str:
     figure, axes = new_figure(columns=len(regimes), panel=(3.2, 2.6))
     edges = np.linspace(0.0, 12.0, 25)
     for axis, regime in zip(axes, regimes):
-        alphas = np.clip(np.asarray(summary["runs"][regime][0]["final"]["alphas"], dtype=float), edges[0], edges[-1])
+        runs = summary["runs"][regime]
+        pooled = [alpha for run in runs for alpha in run["final"]["alphas"]]
+        alphas = np.clip(np.asarray(pooled, dtype=float), edges[0], edges[-1])
         axis.axvspan(*summary["alpha_range"], color=BAND_COLOR, zorder=0)
         axis.hist(alphas, bins=edges, color=colours[regime])
-        axis.set_title(f"{regime}: {summary['runs'][regime][0]['final']['checkpoint']}", fontsize="medium")
+        seeds = f"{len(runs)} seeds" if len(runs) > 1 else "1 seed"
+        axis.set_title(f"{regime}: {runs[0]['final']['checkpoint']}, {seeds}", fontsize="medium")
         axis.set(xlabel="alpha (clipped to [0, 12])", ylabel="matrices")
     return to_svg(figure)
 
 
 def _layer_points(summary: dict, module: str, key: str) -> dict[str, list[tuple[float, float]]]:
+    """Per regime, (layer, mean over seeds) of a layer-wise figure at the last checkpoint; a layer's
+    missing values (a matrix too small to fit) leave its mean to the seeds that have one."""
     series = {}
     for regime in summary["regimes"]:
-        entry = summary["runs"][regime][0]["final"]["layerwise"].get(module, {"layers": [], key: []})
-        series[regime] = list(zip(entry["layers"], entry[key]))
+        by_layer: dict[int, list[float]] = {}
+        for run in summary["runs"][regime]:
+            entry = run["final"]["layerwise"].get(module, {"layers": [], key: []})
+            for layer, value in zip(entry["layers"], entry[key]):
+                if value is not None and math.isfinite(value):
+                    by_layer.setdefault(layer, []).append(value)
+        series[regime] = [(layer, float(np.mean(values))) for layer, values in sorted(by_layer.items())]
     return series
 
 
@@ -243,19 +254,19 @@ def render_experiment_report(summary: dict) -> str:
     colours = _colours(summary)
     number = 1
     figures = _figure(number, "Figure 1: alpha of every matrix at the last checkpoint", histogram_figure(summary),
-                      "Seed 0's run: matrices per alpha bin; the band is the well-conditioned range [2, 6].")
+                      "Matrices per alpha bin, every seed's run together; the band is the well-conditioned range [2, 6].")
     number += 1
     alpha = _lines([(m, _layer_points(summary, m, "alpha")) for m in MODULES], colours, "layer", "alpha",
                    band=tuple(summary["alpha_range"]))
     figures += _figure(number, "Figures 2 and 7: layer-wise alpha of v_proj and up_proj", alpha,
-                       "Seed 0's run at the last checkpoint; the band is [2, 6].")
+                       "Mean over seeds per layer at the last checkpoint; the band is [2, 6].")
     number += 1
     change = _lines([(f"{m}: relative change", _layer_points(summary, m, "relative_change")) for m in MODULES]
                     + [(f"{m}: delta effective rank", _layer_points(summary, m, "delta_effective_rank")) for m in MODULES],
                     colours, "layer", "against iteration 0")
     figures += _figure(number, "Figure 3: layer-wise change and delta effective rank", change,
                        "Relative change ||W - W0||/||W0|| per layer (its spread over layers is the change variance) "
-                       "and effective rank minus iteration 0's, at the last checkpoint of seed 0's run.")
+                       "and effective rank minus iteration 0's, at the last checkpoint, mean over seeds per layer.")
     number += 1
     losses, number = loss_section(summary, number)
     training = _table(["regime", "schedule", "lr", "min lr", "train samples", "seeds"],
