@@ -269,9 +269,9 @@ class VLPromptDedup(Phase1Transform):
             return {}
         return {
             "prompt_records": counts["records"],
-            "prompt_duplication_share": ratio(counts.get("duplicated", 0), counts.get("segments", 0)),
-            "prompt_duplication_share_before_dedup": ratio(counts.get("duplicated_before", 0), counts.get("segments_before", 0)),
-            "prompt_records_with_duplicates": counts.get("records_with_duplicates", 0),
+            "prompt_duplication_share": ratio(counts["duplicated"], counts["segments"]),
+            "prompt_duplication_share_before_dedup": ratio(counts["duplicated_before"], counts["segments_before"]),
+            "prompt_records_with_duplicates": counts["records_with_duplicates"],
         }
 
 
