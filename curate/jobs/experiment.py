@@ -212,9 +212,10 @@ def run_experiment(config: ExperimentConfig, options: ExperimentOptions, echo: C
             # A CPU run takes every CPU of the largest node. A run waiting in ray.get inside its task
             # lends its CPUs back, and Ray would start the next run beside it, so the driver keeps at
             # most one run per such node in flight: on a laptop the runs follow each other.
-            largest = max(_node_cpus(), default=1.0) or 1.0
+            node_cpus = _node_cpus()
+            largest = max(node_cpus, default=1.0) or 1.0
             task = ray.remote(run_regime).options(num_cpus=largest)
-            limit = sum(cpus >= largest for cpus in _node_cpus()) or 1
+            limit = sum(cpus >= largest for cpus in node_cpus) or 1
         _run_all(pending, lambda run: task.remote(configs[run], layout.root, *run, config.slice_field), limit, echo)
     for regime in config.regimes:
         write_evaluation(layout, regime, config.seeds, config.slice_field)
