@@ -6,6 +6,9 @@ lines without analysing again, and a run training refuses is left alone."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,8 +26,10 @@ from typer.testing import CliRunner
 from curate.curation.errors import UserError
 from curate.curation.storage import read_bytes
 from curate.diagnostics.watch import (
+    HEARTBEAT_FILE,
     STOPPED_FILE,
     WATCH_FILE,
+    follow,
     module_type,
     read_watch_file,
     watching,
@@ -98,6 +103,7 @@ def test_watch_prints_a_line_per_checkpoint_and_ends_at_the_last_iteration(run):
     printed = curate("diagnose", str(run), "--watch").splitlines()
     assert [line.split(":")[0] for line in printed] == [f"iter_{step:07d}" for step in STEPS]
     assert all("alpha in [2, 6] for" in line and "attention" in line and "MLP" in line for line in printed)
+    assert not (run / HEARTBEAT_FILE).exists(), "a run that ended leaves no heartbeat"
 
 
 def test_watch_and_output_rules(run, tmp_path):
@@ -184,3 +190,27 @@ def test_watch_ends_where_a_failed_run_stopped_and_a_resume_clears_it(ray_local,
     assert [line.split(":")[0] for line in curate("diagnose", str(run), "--watch").splitlines()] == [
         f"iter_{step:07d}" for step in STEPS
     ]
+
+
+def test_watch_ends_when_the_training_is_killed_outright(ray_local, build, tmp_path):
+    """SIGKILL leaves no STOPPED_FILE: Ray ends the killed driver's watcher, its heartbeat stands still."""
+    run = tmp_path / "run"
+    env = os.environ | {"RAY_ADDRESS": ray_local.get_runtime_context().gcs_address, "OMP_NUM_THREADS": "1"}
+    command = [str(Path(sys.executable).with_name("curate")), "train", *train_options(build, train_samples=8 * 400), "--output", str(run)]
+    training = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (run / HEARTBEAT_FILE).exists() and training.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    training.kill()
+    training.wait()
+    assert (run / HEARTBEAT_FILE).exists(), "the watcher beat while the run trained"
+    beats, still_since, killed = None, time.monotonic(), time.monotonic()
+    while time.monotonic() - still_since < 6:  # Ray ends the driver's actor: the count (a beat each 5 s) stops
+        latest = (run / HEARTBEAT_FILE).read_bytes()
+        if latest != beats:
+            beats, still_since = latest, time.monotonic()
+        assert time.monotonic() - killed < 60, "the watcher outlived its training"
+        time.sleep(0.2)
+    with pytest.raises(UserError, match="stopped without a word"):
+        list(follow(str(run), interval=0.1, silence=2.0))
+    assert not (run / STOPPED_FILE).exists()

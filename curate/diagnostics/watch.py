@@ -16,7 +16,10 @@ The end of a run: the line of the run's last iteration (its configuration's trai
 global_batch_size) carries `"final": true`, and `curate diagnose RUN --watch` ends after it. A run
 that failed or stopped early (`--exit-interval`) has no final line until it is resumed to its end;
 when its training ended by an error (or Ctrl-C), `RUN/diagnostics.stopped` says which, after the
-watcher's last pass, and `--watch` ends there too. A run that resumes removes it.
+watcher's last pass, and `--watch` ends there too. A run that resumes removes it. A training killed
+outright (SIGKILL, a lost node) writes nothing more; Ray ends its watcher with it, and the watcher's
+heartbeat, `RUN/diagnostics.alive`, a count it rewrites every few seconds while the run trains (and
+removes when the run ends), stops changing: `--watch` ends once it has stood still for a minute.
 """
 
 from __future__ import annotations
@@ -54,8 +57,10 @@ from curate.trainer.checkpoint import newest_checkpoint, read_state
 
 WATCH_FILE = "diagnostics.jsonl"
 STOPPED_FILE = "diagnostics.stopped"  # the error that ended the training, when one did
+HEARTBEAT_FILE = "diagnostics.alive"  # a count the watcher rewrites while the training lives
 WATCH_INTERVAL_S = 5.0
 FOLLOW_INTERVAL_S = 1.0
+HEARTBEAT_SILENCE_S = 60.0  # twelve missed beats: a slow object store is not a dead run
 # A module's type is its first dotted part: Llama's `self_attn.q_proj`, `mlp.up_proj`, BERT's `attention.self.query`.
 MODULE_TYPES = {"attention": ("self_attn", "attention", "attn"), "mlp": ("mlp", "feed_forward")}
 
@@ -150,7 +155,9 @@ class Watcher:
 
     def watch(self, interval: float) -> None:
         """Update the watch file every `interval` seconds until `stop()`, then once more, so every
-        checkpoint has its line."""
+        checkpoint has its line; beat on a thread of its own meanwhile (a pass over a large
+        checkpoint may take minutes)."""
+        threading.Thread(target=self._beat, args=(interval,), daemon=True).start()
         while not self.stopped.is_set():
             try:
                 update_watch_file(self.run, self.against)
@@ -158,6 +165,16 @@ class Watcher:
                 pass
             self.stopped.wait(interval)
         update_watch_file(self.run, self.against)
+
+    def _beat(self, interval: float) -> None:
+        beats = 0
+        while not self.stopped.is_set():
+            try:
+                write_text_atomic(self.run, HEARTBEAT_FILE, f"{beats}\n")
+            except Exception:  # a storage blip: the next beat tries again
+                pass
+            beats += 1
+            self.stopped.wait(interval)
 
     def stop(self) -> None:
         self.stopped.set()
@@ -187,17 +204,19 @@ def watching(run: str, against: AgainstBase | None = None, interval: float = WAT
                 raise
         finally:
             ray.kill(watcher)
-            if stopped_by is not None:
-                try:
+            try:
+                if stopped_by is not None:
                     write_text_atomic(run, STOPPED_FILE, stopped_by + "\n")
-                except Exception:  # the training's error is the one to raise; without the file, --watch waits
-                    pass
+                remove_file(run, HEARTBEAT_FILE)
+            except Exception:  # the training's error is the one to raise; without the files, --watch waits
+                pass
 
 
-def follow(run: str, interval: float = FOLLOW_INTERVAL_S) -> Iterator[dict]:
+def follow(run: str, interval: float = FOLLOW_INTERVAL_S, silence: float = HEARTBEAT_SILENCE_S) -> Iterator[dict]:
     """The watch file's lines as they appear, up to the final one (the run's last iteration); a
-    UserError after the last line when the training stopped by an error first."""
-    seen = 0
+    UserError after the last line when the training stopped by an error first, or when its heartbeat
+    stood still for `silence` seconds of this process's clock (the training was killed)."""
+    seen, beat, beat_changed = 0, None, time.monotonic()
     while True:
         stopped = exists(run, STOPPED_FILE)  # written after the watcher's last pass: read the lines after it
         lines = read_watch_file(run)
@@ -209,7 +228,23 @@ def follow(run: str, interval: float = FOLLOW_INTERVAL_S) -> Iterator[dict]:
         if stopped:
             reason = read_bytes(run, STOPPED_FILE).decode("utf-8").strip()
             raise UserError(f"the run stopped before its last iteration ({reason}); resume it with `curate train --resume`")
+        latest = _heartbeat(run)
+        if latest != beat:
+            beat, beat_changed = latest, time.monotonic()
+        elif beat is not None and time.monotonic() - beat_changed > silence:
+            raise UserError(
+                f"the run's training stopped without a word ({HEARTBEAT_FILE} unchanged for {silence:.0f} s: "
+                "killed, or its node lost); resume it with `curate train --resume`"
+            )
         time.sleep(interval)
+
+
+def _heartbeat(run: str) -> bytes | None:
+    """The heartbeat's count, None when there is none (before the run trains, or after it ended)."""
+    try:
+        return read_bytes(run, HEARTBEAT_FILE)
+    except FileNotFoundError:
+        return None
 
 
 def describe(line: dict) -> str:

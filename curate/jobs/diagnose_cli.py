@@ -24,7 +24,8 @@ def diagnose_command(
     watch: bool = typer.Option(
         False, "--watch",
         help="Print the lines `curate train` writes to RUN/diagnostics.jsonl, one per checkpoint, as they come, "
-        "until the line of the run's last iteration; takes one RUN, writes nothing, no --output or --base.",
+        "until the line of the run's last iteration, or until the training stops short (an error, or killed: "
+        "its watcher's heartbeat stands still for a minute); takes one RUN, writes nothing, no --output or --base.",
     ),
 ) -> None:
     """Per-matrix heavy-tail alpha, ranks and changes against a base, with a summary and an HTML report."""
