@@ -120,7 +120,7 @@ def ray_pass(tables: list[pa.Table], workers: int) -> float:
             write_shard(table, root, f"phase-{1 + index % 2}/shard-{index:05d}.arrow")
         ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
         compute_build_stats(root, get_regime("A").transform, {})  # warm the workers' imports
-        _, seconds, _ = timed(compute_build_stats, root, {})
+        _, seconds, _ = timed(compute_build_stats, root, get_regime("A").transform, {})
         ray.shutdown()
     return seconds
 

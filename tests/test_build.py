@@ -359,10 +359,13 @@ def test_s3_input_from_a_real_s3_api_server_on_localhost(s3_server, tmp_path):
     assert manifest["inputs"] == [{"url": "s3://corpus/web/part-0.jsonl.gz", "bytes": len(body), "token": f"etag:{etag}"}]
 
 
-@pytest.mark.parametrize("where", ["input", "output", "benchmark"])
-def test_object_storage_without_credentials_is_one_line_naming_what_cannot_be_reached(s3_server, tmp_path, where):
+@pytest.mark.parametrize(
+    "where, url",
+    [("input", "s3://corpus/x.jsonl"), ("output", "s3://corpus/x"), ("output", "s3://corpus"), ("benchmark", "s3://corpus/x.jsonl")],
+)
+def test_object_storage_without_credentials_is_one_line_naming_what_cannot_be_reached(s3_server, tmp_path, where, url):
     source = str(write_jsonl(tmp_path / "in.jsonl", corpus(3)))
-    urls = {"input": source, "output": str(tmp_path / "out"), "benchmark": None} | {where: "s3://corpus/x.jsonl"}
+    urls = {"input": source, "output": str(tmp_path / "out"), "benchmark": None} | {where: url}
     benchmark = ["--benchmark", f"he={urls['benchmark']}"] if urls["benchmark"] else []
     env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     missing = str(tmp_path / "none")

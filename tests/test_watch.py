@@ -214,3 +214,34 @@ def test_watch_ends_when_the_training_is_killed_outright(ray_local, build, tmp_p
     with pytest.raises(UserError, match="stopped without a word"):
         list(follow(str(run), interval=0.1, silence=2.0))
     assert not (run / STOPPED_FILE).exists()
+
+
+def test_the_heartbeat_goes_on_through_the_watchers_last_pass(tmp_path, monkeypatch):
+    """The last pass (the final checkpoint's diagnosis, maybe minutes) comes after stop(): beats go on
+    until it is done, or --watch would call a run that is finishing killed."""
+    import threading
+
+    import curate.diagnostics.watch as watch
+
+    run, last_pass, passes = tmp_path / "run", threading.Event(), []
+    run.mkdir()
+
+    def update_watch_file(root: str, against) -> None:
+        passes.append(root)
+        if last_pass.is_set():
+            before = (run / HEARTBEAT_FILE).read_bytes()
+            deadline = time.monotonic() + 10
+            while (run / HEARTBEAT_FILE).read_bytes() == before and time.monotonic() < deadline:
+                time.sleep(0.01)
+            passes.append((run / HEARTBEAT_FILE).read_bytes() != before)
+
+    monkeypatch.setattr(watch, "update_watch_file", update_watch_file)
+    watcher = watch.Watcher.__ray_actor_class__(str(run), None)
+    watching_thread = threading.Thread(target=watcher.watch, args=(0.05,))
+    watching_thread.start()
+    while not (run / HEARTBEAT_FILE).exists():
+        time.sleep(0.01)
+    last_pass.set()
+    watcher.stop()
+    watching_thread.join(timeout=30)
+    assert passes[-1] is True, "a beat came during the last pass"

@@ -160,18 +160,21 @@ def _list_url(url: str, pool: ThreadPoolExecutor) -> list[InputFile]:
         fs, path = fsspec.core.url_to_fs(url)
     except (ImportError, ValueError) as error:
         raise UserError(f"cannot open input {url}: {error}") from None
-    with reaching(url, "input"):
-        if any(char in path for char in "*?["):
-            base = path.split("*")[0].split("?")[0].split("[")[0].rsplit("/", 1)[0]
-            infos = {p: info for p, info in fs.glob(path, detail=True).items() if info["type"] == "file"}
-        elif fs.isdir(path):
-            base = path.rstrip("/")
-            infos = _find(fs, path, pool)
-        elif fs.isfile(path):
-            base = path.rsplit("/", 1)[0]
-            infos = {path: fs.info(path)}
-        else:
-            raise UserError(f"input not found: {url}")
+    pattern = any(char in path for char in "*?[")
+    with reaching(url, "input"):  # the first look at it: credentials, bucket, network
+        globbed = fs.glob(path, detail=True) if pattern else {}
+        kind = "pattern" if pattern else "folder" if fs.isdir(path) else "file" if fs.isfile(path) else None
+    if kind == "pattern":
+        base = path.split("*")[0].split("?")[0].split("[")[0].rsplit("/", 1)[0]
+        infos = {p: info for p, info in globbed.items() if info["type"] == "file"}
+    elif kind == "folder":
+        base = path.rstrip("/")
+        infos = _find(fs, path, pool)
+    elif kind == "file":
+        base = path.rsplit("/", 1)[0]
+        infos = {path: fs.info(path)}
+    else:
+        raise UserError(f"input not found: {url}")
     if not infos:
         raise UserError(f"input matches no files: {url}")
     files = []

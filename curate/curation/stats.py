@@ -18,7 +18,8 @@ Units: n-grams, unigram statistics and the frequency profile count *tokens* (the
 `input_ids` column, one tokenizer per family of builds, so A, C and D compare) and fall
 back to *words* (a regular expression over `text`) for untokenized shards.
 
-This module owns the partial, its merge and the stats.json section layout; the pieces live in
+This module owns the partial, its merge and the stats.json section layout (less the keys a
+regime's transform adds from the counts it keeps in `regime_counts`); the pieces live in
 `curate.curation.text_features` (what one table yields), `curate.curation.sketches` (the mergeable
 summaries) and `curate.curation.coverage_metrics` (the numbers computed from them).
 """

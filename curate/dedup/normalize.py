@@ -78,7 +78,7 @@ def _classes(code_points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return separator, cjk
 
 
-def _decode_utf8(data: np.ndarray, starts: np.ndarray) -> np.ndarray:
+def decode_utf8(data: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Code points of the characters starting at the given byte positions (valid UTF-8)."""
     padded = np.concatenate([data, np.zeros(3, np.uint8)])
     code_points = padded[starts].astype(np.int64)
@@ -106,7 +106,7 @@ def classify_bytes(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, n
         return np.ones(len(data), bool), separator, np.zeros(n_docs, bool)  # every ASCII byte starts a character
     char_start = (data & 0xC0) != 0x80
     wide = np.flatnonzero(data >= 0xC0)
-    wide_separator, wide_cjk = _classes(_decode_utf8(data, wide))
+    wide_separator, wide_cjk = _classes(decode_utf8(data, wide))
     length = 2 + (data[wide] >= 0xE0).astype(np.int64) + (data[wide] >= 0xF0)
     for k in range(4):
         separator[wide[wide_separator & (k < length)] + k] = True

@@ -49,7 +49,7 @@ from curate.dedup.minhash import (
     unit_ngram_hashes,
     unit_ranges,
 )
-from curate.dedup.normalize import _decode_utf8, classify_bytes, normalize_texts
+from curate.dedup.normalize import classify_bytes, decode_utf8, normalize_texts
 from curate.dedup.verify import distinct_shingles, shingle_sets
 
 NGRAM_WORDS = 13
@@ -122,7 +122,7 @@ def _separators(data: np.ndarray) -> np.ndarray:
     lead = np.flatnonzero(data >= 0xC0)
     if len(lead) == 0:
         return separator
-    word = _word_table()[_decode_utf8(data, lead)]
+    word = _word_table()[decode_utf8(data, lead)]
     size = 2 + (data[lead] >= 0xE0).astype(np.int64) + (data[lead] >= 0xF0)
     for k in range(4):
         separator[lead[word & (k < size)] + k] = False

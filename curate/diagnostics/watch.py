@@ -155,26 +155,32 @@ class Watcher:
 
     def watch(self, interval: float) -> None:
         """Update the watch file every `interval` seconds until `stop()`, then once more, so every
-        checkpoint has its line; beat on a thread of its own meanwhile (a pass over a large
-        checkpoint may take minutes)."""
-        threading.Thread(target=self._beat, args=(interval,), daemon=True).start()
-        while not self.stopped.is_set():
-            try:
-                update_watch_file(self.run, self.against)
-            except Exception:  # a storage blip while training goes on: retried; the last pass raises
-                pass
-            self.stopped.wait(interval)
-        update_watch_file(self.run, self.against)
+        checkpoint has its line; beat on a thread of its own until that last pass is done (a pass
+        over a large checkpoint may take minutes) and no beat is in flight when it returns."""
+        passes_done = threading.Event()
+        beating = threading.Thread(target=self._beat, args=(interval, passes_done), daemon=True)
+        beating.start()
+        try:
+            while not self.stopped.is_set():
+                try:
+                    update_watch_file(self.run, self.against)
+                except Exception:  # a storage blip while training goes on: retried; the last pass raises
+                    pass
+                self.stopped.wait(interval)
+            update_watch_file(self.run, self.against)
+        finally:
+            passes_done.set()
+            beating.join()
 
-    def _beat(self, interval: float) -> None:
+    def _beat(self, interval: float, passes_done: threading.Event) -> None:
         beats = 0
-        while not self.stopped.is_set():
+        while not passes_done.is_set():
             try:
                 write_text_atomic(self.run, HEARTBEAT_FILE, f"{beats}\n")
             except Exception:  # a storage blip: the next beat tries again
                 pass
             beats += 1
-            self.stopped.wait(interval)
+            passes_done.wait(interval)
 
     def stop(self) -> None:
         self.stopped.set()

@@ -110,7 +110,10 @@ def claim_folder(layout: Layout, config: ExperimentConfig) -> None:
         if recorded | {"seeds": config.seeds} != record:
             raise UserError(f"{layout.root} holds an experiment with another configuration; choose a new --output")
         if config.seeds < recorded["seeds"]:
-            raise UserError(f"{layout.root} holds {recorded['seeds']} seeds: --seeds may add seeds, not drop them")
+            raise UserError(
+                f"{layout.root} holds {recorded['seeds']} seeds and this run asks for {config.seeds} (the preset's "
+                "default when --seeds is not given): --seeds may add seeds, not drop them"
+            )
         write_if_changed(join(layout.root, CONFIG_FILE), canonical_json(record))
         return
     if listdir(layout.root):

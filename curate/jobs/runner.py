@@ -174,13 +174,12 @@ class StageRunner:
 
 def prepare_output(out: str, resume: bool, overwrite: bool) -> None:
     """Refuse to write into a non-empty OUT unless --resume or --overwrite says what to do."""
-    fs, base = fsspec.core.url_to_fs(out)
-    with reaching(out, "output"):
-        written = fs.exists(base) and fs.ls(base)
-    if written:
-        if overwrite:
-            fs.rm(base, recursive=True)
-        elif not resume:
-            raise UserError(f"{out} exists and is not empty; use --resume to finish it or --overwrite to replace it")
-    fs.makedirs(base, exist_ok=True)
+    with reaching(out, "output"):  # s3fs answers "no" to exists() on a bucket it cannot reach: makedirs says why
+        fs, base = fsspec.core.url_to_fs(out)
+        if fs.exists(base) and fs.ls(base):
+            if overwrite:
+                fs.rm(base, recursive=True)
+            elif not resume:
+                raise UserError(f"{out} exists and is not empty; use --resume to finish it or --overwrite to replace it")
+        fs.makedirs(base, exist_ok=True)
 
