@@ -156,12 +156,9 @@ def _find(fs: fsspec.AbstractFileSystem, path: str, pool: ThreadPoolExecutor) ->
 
 def _list_url(url: str, pool: ThreadPoolExecutor) -> list[InputFile]:
     """The files one input URL names (a file, a folder or a glob), sorted; nothing is a user error."""
-    try:
+    with reaching(url, "input"):  # the first look at it: protocol, credentials, bucket, network
         fs, path = fsspec.core.url_to_fs(url)
-    except (ImportError, ValueError) as error:
-        raise UserError(f"cannot open input {url}: {error}") from None
-    pattern = any(char in path for char in "*?[")
-    with reaching(url, "input"):  # the first look at it: credentials, bucket, network
+        pattern = any(char in path for char in "*?[")
         globbed = fs.glob(path, detail=True) if pattern else {}
         kind = "pattern" if pattern else "folder" if fs.isdir(path) else "file" if fs.isfile(path) else None
     if kind == "pattern":

@@ -100,6 +100,14 @@ def read_bytes(root: str | os.PathLike, relpath: str = "") -> bytes:
     return fs.cat_file(path)
 
 
+def read_bytes_if_present(root: str | os.PathLike, relpath: str = "") -> bytes | None:
+    """The file's bytes, or None when it is not there (one request: no exists() before it to race)."""
+    try:
+        return read_bytes(root, relpath)
+    except FileNotFoundError:
+        return None
+
+
 def local_file(url: str | os.PathLike) -> str:
     """A local path with the bytes of file `url`: itself, or a download of a remote one, cached in a
     temporary folder for the life of the process (safetensors maps its files from local disk)."""

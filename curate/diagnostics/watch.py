@@ -41,6 +41,7 @@ from curate.curation.storage import (
     exists,
     join,
     read_bytes,
+    read_bytes_if_present,
     remove_file,
     write_text_atomic,
 )
@@ -234,7 +235,7 @@ def follow(run: str, interval: float = FOLLOW_INTERVAL_S, silence: float = HEART
         if stopped:
             reason = read_bytes(run, STOPPED_FILE).decode("utf-8").strip()
             raise UserError(f"the run stopped before its last iteration ({reason}); resume it with `curate train --resume`")
-        latest = _heartbeat(run)
+        latest = read_bytes_if_present(run, HEARTBEAT_FILE)
         if latest != beat:
             beat, beat_changed = latest, time.monotonic()
         elif beat is not None and time.monotonic() - beat_changed > silence:
@@ -243,14 +244,6 @@ def follow(run: str, interval: float = FOLLOW_INTERVAL_S, silence: float = HEART
                 "killed, or its node lost); resume it with `curate train --resume`"
             )
         time.sleep(interval)
-
-
-def _heartbeat(run: str) -> bytes | None:
-    """The heartbeat's count, None when there is none (before the run trains, or after it ended)."""
-    try:
-        return read_bytes(run, HEARTBEAT_FILE)
-    except FileNotFoundError:
-        return None
 
 
 def describe(line: dict) -> str:

@@ -27,7 +27,7 @@ from curate.curation.stats import (
     table_partial,
     table_unigrams,
 )
-from curate.curation.storage import exists, join, locate, read_bytes
+from curate.curation.storage import join, locate, read_bytes_if_present
 from curate.jobs.reduce import tree_reduce
 from curate.regimes.base import Phase1Transform
 
@@ -69,15 +69,11 @@ def _reduced(function: Callable, merge: Callable[[list], Any], root: str, relpat
     return tree_reduce([task.remote(root, relpath, *args) for relpath in relpaths], merge)
 
 
-def _read_bytes(root: str, name: str) -> bytes | None:
-    return read_bytes(root, name) if exists(root, name) else None
-
-
 def check_reference(out: str, reference: str, reference_paths: list[str]) -> None:
     """A reference must have shards and share the build's tokenizer, or its ranking means nothing here."""
     if not reference_paths:
         raise UserError(f"the reference build {reference} has no phase-*/shard-*.arrow files")
-    ours, theirs = _read_bytes(out, "tokenizer.json"), _read_bytes(reference, "tokenizer.json")
+    ours, theirs = read_bytes_if_present(out, "tokenizer.json"), read_bytes_if_present(reference, "tokenizer.json")
     if ours is not None and theirs is not None and ours != theirs:
         raise UserError(
             f"{out} and the reference {reference} use different tokenizers; tail mass and JS divergence "
